@@ -1,0 +1,356 @@
+"""Probe batches: small, seeded inputs that exercise a model's masks.
+
+Rows have different lengths: a full row, a mostly padded row, a left-padded row
+and a row of three quarters. Integer inputs that reach an `Embedding` get token
+ids from its vocabulary with zeros as padding; float inputs that reach `Masking`
+get whole timesteps equal to `mask_value`; explicit mask inputs (`padding_mask`,
+`attention_mask`, ...) are filled to agree with their paired data input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import MaskvizError
+from .trace import ModelInput
+
+BATCH = 4
+DEFAULT_TIME = 8
+DEFAULT_DIM = 4
+MASK_NAMES = ("mask", "padding", "valid")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The inputs maskviz runs the model on.
+
+    Attributes:
+        inputs: one `ModelInput` per model input, in the model's order.
+        values: input name -> numpy array.
+        keep: input name -> (batch, time) bool array: which steps are real data
+            (`None` where the input has no padding pattern).
+        from_data: True when the values came from the user's `--data`.
+    """
+
+    inputs: tuple[ModelInput, ...]
+    values: Mapping[str, np.ndarray]
+    keep: Mapping[str, np.ndarray | None]
+    structure: str = "list"  # "single", "list" or "dict"
+    from_data: bool = False
+
+    def feed(self, values: Mapping[str, np.ndarray] | None = None) -> Any:
+        """The structure to pass to `model(...)`."""
+        values = self.values if values is None else values
+        arrays = [values[i.name] for i in self.inputs]
+        if self.structure == "single":
+            return arrays[0]
+        if self.structure == "dict":
+            return {i.name: values[i.name] for i in self.inputs}
+        return arrays
+
+
+def _row_keep(batch: int, time: int) -> np.ndarray:
+    """(batch, time) bool: full, mostly padded, left-padded, three quarters."""
+    keep = np.zeros((batch, time), dtype=bool)
+    lengths = [time, max(1, time // 4), max(1, time // 2), max(1, (3 * time) // 4)]
+    for r in range(batch):
+        n = lengths[r % len(lengths)]
+        if r % len(lengths) == 2:
+            keep[r, time - n :] = True  # left-padded
+        else:
+            keep[r, :n] = True
+    return keep
+
+
+def _consumers(model: Any, tensor: Any, ki: Any) -> list[Any]:
+    """Layers that take `tensor` (a symbolic model input) as an argument, looking
+    through nested Functional models."""
+    found = []
+    for node in ki.functional_nodes(model):
+        op, args, kwargs, _ = ki.node_parts(node)
+        flat = _flat_symbolic(args) + _flat_symbolic(list(kwargs.values()))
+        for pos, t in enumerate(flat):
+            if t is tensor:
+                inner = ki.functional_of(op)
+                if inner is not None:
+                    inner_inputs = ki.model_input_tensors(inner) or []
+                    if pos < len(inner_inputs):
+                        found.extend(_consumers(inner, inner_inputs[pos], ki))
+                        continue
+                found.append(op)
+    return found
+
+
+def _flat_symbolic(x: Any) -> list[Any]:
+    import keras
+
+    try:
+        return [t for t in keras.tree.flatten(x) if isinstance(t, keras.KerasTensor)]
+    except Exception:
+        return []
+
+
+def _classify(name: str, shape: tuple, dtype: str, consumers: list[Any]) -> tuple[str, dict]:
+    classes = {type(c).__name__: c for c in consumers}
+    for c in consumers:
+        if type(c).__name__ == "Masking" or hasattr(c, "mask_value"):
+            return "masked-floats", {"mask_value": float(getattr(c, "mask_value", 0.0))}
+    for c in consumers:
+        if hasattr(c, "input_dim") and hasattr(c, "mask_zero"):
+            return "tokens", {"vocab": int(c.input_dim), "mask_zero": bool(c.mask_zero)}
+    lowered = name.lower()
+    if len(shape) == 2 and any(k in lowered for k in MASK_NAMES) and (
+        dtype.startswith("int") or dtype.startswith("uint") or dtype == "bool"
+    ):
+        return "mask", {}
+    if "TokenAndPositionEmbedding" in classes or "ReversibleEmbedding" in classes:
+        c = classes.get("ReversibleEmbedding") or classes.get("TokenAndPositionEmbedding")
+        return "tokens", {"vocab": int(getattr(c, "input_dim", getattr(c, "vocabulary_size", 100)))}
+    if dtype.startswith("int") or dtype.startswith("uint"):
+        vocab = 100
+        for c in consumers:
+            for attr in ("input_dim", "vocabulary_size", "num_tokens"):
+                if hasattr(c, attr):
+                    vocab = int(getattr(c, attr))
+        return "tokens", {"vocab": vocab}
+    return "data", {}
+
+
+def make_probe(
+    model: Any,
+    *,
+    seed: int = 0,
+    time: int | None = None,
+    mask_inputs: Mapping[str, str] | None = None,
+) -> Probe:
+    """Builds a seeded probe batch from the model's input specs.
+
+    Args:
+        model: a built Keras model.
+        seed: random seed; the same model and seed give the same probe.
+        time: the time length to use where the model leaves it open.
+        mask_inputs: explicit pairs `{mask input name: data input name}`.
+
+    Raises:
+        MaskvizError: when the model's inputs cannot be determined.
+    """
+    from . import _keras_internals as ki
+
+    rng = np.random.default_rng(seed)
+    specs = _input_specs(model, ki)
+    kinds: dict[str, tuple[str, dict]] = {}
+    for name, shape, dtype, tensor in specs:
+        consumers = _consumers(model, tensor, ki) if tensor is not None else _first_layers(model)
+        kinds[name] = _classify(name, shape, dtype, consumers)
+    pairs = dict(mask_inputs or {})
+    for name, (kind, _) in kinds.items():
+        if kind == "mask" and name not in pairs:
+            pairs[name] = _pair_for(name, specs, kinds)
+    for m, d in pairs.items():
+        if m not in kinds:
+            raise MaskvizError(
+                f"--mask-input names an input the model does not have. Received: {m!r}; "
+                f"the model's inputs are {sorted(kinds)}."
+            )
+        if d is not None and d not in kinds:
+            raise MaskvizError(
+                f"--mask-input pairs {m!r} with an input the model does not have. "
+                f"Received: {d!r}; the model's inputs are {sorted(kinds)}."
+            )
+        kinds[m] = ("mask", {})
+
+    # A shared time length, so paired inputs agree.
+    t_len = time
+    if t_len is None:
+        for _, shape, _, _ in specs:
+            if len(shape) >= 2 and shape[1] is not None:
+                t_len = int(shape[1])
+                break
+    t_len = t_len or DEFAULT_TIME
+    keep = _row_keep(BATCH, t_len)
+
+    values: dict[str, np.ndarray] = {}
+    keeps: dict[str, np.ndarray | None] = {}
+    inputs = []
+    for name, shape, dtype, _ in specs:
+        kind, info = kinds[name]
+        full = [BATCH] + [
+            (t_len if i == 1 else DEFAULT_DIM) if d is None else int(d)
+            for i, d in enumerate(shape[1:], start=1)
+        ]
+        row_keep = keep if len(full) >= 2 and full[1] == t_len else None
+        if kind == "tokens":
+            vocab = max(2, info.get("vocab", 100))
+            arr = rng.integers(1, vocab, size=full)
+            if row_keep is not None:
+                arr = np.where(_expand(row_keep, len(full)), arr, 0)
+            arr = arr.astype(dtype if dtype.startswith(("int", "uint")) else "int32")
+        elif kind == "masked-floats":
+            arr = rng.standard_normal(full).astype(dtype if "float" in dtype else "float32")
+            if row_keep is not None:
+                arr = np.where(_expand(row_keep, len(full)), arr, info["mask_value"]).astype(
+                    arr.dtype
+                )
+        elif kind == "mask":
+            arr = keep.astype(dtype) if len(full) == 2 and full[1] == t_len else np.ones(
+                full, dtype=dtype
+            )
+        elif dtype == "bool":
+            arr = rng.random(full) > 0.5
+        elif dtype.startswith(("int", "uint")):
+            arr = rng.integers(0, 10, size=full).astype(dtype)
+        else:
+            arr = rng.standard_normal(full).astype(dtype)
+        values[name] = arr
+        keeps[name] = row_keep if kind in ("tokens", "masked-floats", "mask") else None
+        inputs.append(
+            ModelInput(
+                name=name,
+                shape=tuple(shape),
+                dtype=dtype,
+                kind=kind,
+                pairs_with=pairs.get(name) if kind == "mask" else None,
+            )
+        )
+    # Paired data inputs share the mask's padding pattern.
+    for m, d in pairs.items():
+        if d is not None and keeps.get(d) is None and keeps.get(m) is not None:
+            keeps[d] = keeps[m]
+    return Probe(
+        inputs=tuple(inputs),
+        values=values,
+        keep=keeps,
+        structure=_structure(model, len(specs)),
+    )
+
+
+def _expand(keep: np.ndarray, ndim: int) -> np.ndarray:
+    return keep.reshape(keep.shape + (1,) * (ndim - 2))
+
+
+def _pair_for(name, specs, kinds) -> str | None:
+    shape = next(s for n, s, _, _ in specs if n == name)
+    for n, s, _, _ in specs:
+        if n != name and kinds[n][0] == "tokens" and len(s) >= 2 and s[1] == shape[1]:
+            return n
+    for n, s, _, _ in specs:
+        if n != name and kinds[n][0] != "mask" and len(s) >= 2 and s[1] == shape[1]:
+            return n
+    return None
+
+
+def _structure(model: Any, n: int) -> str:
+    from . import _keras_internals as ki
+
+    fn = ki.functional_of(model)
+    if fn is not None:
+        struct = getattr(fn, "_inputs_struct", None)
+        if isinstance(struct, dict):
+            return "dict"
+    return "single" if n == 1 else "list"
+
+
+def _first_layers(model: Any) -> list[Any]:
+    from . import _keras_internals as ki
+
+    layers = [lyr for lyr in ki.flatten_layers(model)[1:] if not ki.direct_sublayers(lyr)]
+    return layers[:1]
+
+
+def _input_specs(model: Any, ki: Any) -> list[tuple[str, tuple, str, Any]]:
+    tensors = ki.model_input_tensors(model)
+    if tensors:
+        fn = ki.functional_of(model)
+        struct = getattr(fn, "_inputs_struct", None) if fn is not None else None
+        names = []
+        if isinstance(struct, dict):
+            by_id = {id(v): k for k, v in struct.items()}
+            names = [by_id.get(id(t), t.name) for t in tensors]
+        else:
+            names = [t.name for t in tensors]
+        return [
+            (n, tuple(t.shape), _std(t.dtype), t) for n, t in zip(names, tensors)
+        ]
+    shapes = ki.build_input_shapes(model)
+    if shapes:
+        out = []
+        for key, shape in shapes.items():
+            if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
+                raise MaskvizError(
+                    f"Model '{model.name}' was built with several inputs; maskviz cannot "
+                    f"build a probe for it. Received build shapes: {shapes}. "
+                    "Pass real samples with `--data file.npz`."
+                )
+            first = _first_layers(model)
+            is_tokens = bool(first) and hasattr(first[0], "mask_zero")
+            out.append((key.replace("_shape", ""), tuple(shape), "int32" if is_tokens else "float32", None))
+        return out
+    raise MaskvizError(
+        f"Model '{model.name}' has no known inputs (it was never built or called). "
+        "Expected a Functional or Sequential model with an `Input`, or a built subclassed "
+        "model. Build it (`model.build(shape)`) or pass samples with `--data file.npz`."
+    )
+
+
+def _std(dtype: Any) -> str:
+    import keras
+
+    return keras.backend.standardize_dtype(dtype)
+
+
+def probe_from_data(model: Any, path: str, *, mask_inputs: Mapping[str, str] | None = None) -> Probe:
+    """Reads `--data file.npz`: keys are input names, or `arr_0`, `arr_1`, ... in order."""
+    from . import _keras_internals as ki
+
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise MaskvizError(f"--data file not found. Received: {path!r}.") from None
+    except Exception as e:
+        raise MaskvizError(
+            f"--data must be a .npz file written by `numpy.savez`. Received: {path!r} ({e})."
+        ) from None
+    base = make_probe(model, mask_inputs=mask_inputs)
+    names = [i.name for i in base.inputs]
+    keys = list(data.keys())
+    values: dict[str, np.ndarray] = {}
+    if all(n in keys for n in names):
+        for n in names:
+            values[n] = np.asarray(data[n])
+    elif all(f"arr_{i}" in keys for i in range(len(names))):
+        for i, n in enumerate(names):
+            values[n] = np.asarray(data[f"arr_{i}"])
+    else:
+        raise MaskvizError(
+            f"--data keys do not match the model's inputs. Received keys: {sorted(keys)}; "
+            f"expected {names} (or arr_0..arr_{len(names) - 1})."
+        )
+    keeps: dict[str, np.ndarray | None] = {}
+    for inp in base.inputs:
+        arr = values[inp.name]
+        if inp.kind == "tokens" and arr.ndim >= 2:
+            keeps[inp.name] = arr != 0 if arr.ndim == 2 else np.any(arr != 0, axis=tuple(range(2, arr.ndim)))
+        elif inp.kind == "masked-floats" and arr.ndim >= 3:
+            mv = _mask_value(model, inp, ki)
+            keeps[inp.name] = np.any(arr != mv, axis=tuple(range(2, arr.ndim)))
+        elif inp.kind == "mask":
+            keeps[inp.name] = arr.astype(bool)
+        else:
+            keeps[inp.name] = None
+    for inp in base.inputs:
+        if inp.kind == "mask" and inp.pairs_with and keeps.get(inp.pairs_with) is None:
+            keeps[inp.pairs_with] = keeps[inp.name]
+    return Probe(inputs=base.inputs, values=values, keep=keeps, structure=base.structure, from_data=True)
+
+
+def _mask_value(model, inp, ki) -> float:
+    tensors = ki.model_input_tensors(model) or []
+    for t in tensors:
+        for c in _consumers(model, t, ki):
+            if hasattr(c, "mask_value"):
+                return float(c.mask_value)
+    return 0.0

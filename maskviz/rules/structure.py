@@ -1,0 +1,648 @@
+"""Structural rules: what the trace shows about masks made, carried, delivered and lost.
+
+Every rule reads what the installed Keras actually did on the probe (the masks
+attached to tensors, the mask each `call` received), never a table of what a Keras
+version is believed to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ..findings import Applicability, Finding, Fix, Severity
+from . import Context, iter_downstream, rule
+
+
+def _shape(s: tuple) -> str:
+    dims = ", ".join("None" if d is None else str(d) for d in s)
+    return f"({dims}{',' if len(s) == 1 else ''})"
+
+
+def _mask_of(t: Any) -> str:
+    return "no mask" if t is None or t.mask is None else f"mask {_shape(t.mask.shape)}"
+
+
+def _children(ctx: Context) -> dict[str, list[Any]]:
+    kids: dict[str, list[Any]] = {}
+    for c in ctx.trace.calls:
+        if c.parent is not None:
+            kids.setdefault(c.parent, []).append(c)
+    return kids
+
+
+def _seq_input(call: Any) -> Any:
+    for t in call.inputs:
+        if t.arg != "mask" and not t.arg.startswith("mask["):
+            return t
+    return None
+
+
+def _keeps_time(call: Any) -> bool:
+    """The call's first output still has the (batch, time) axes of its input."""
+    seq = _seq_input(call)
+    if seq is None or not call.outputs or len(seq.shape) < 2:
+        return False
+    out = call.outputs[0]
+    return len(out.shape) >= 2 and tuple(out.shape[:2]) == tuple(seq.shape[:2])
+
+
+@rule("MV101", "mask-dropped", Severity.ERROR)
+def mask_dropped(ctx: Context) -> Iterator[Finding]:
+    """
+    ## What it does
+    Flags a layer call that received a tensor carrying a mask and returned tensors
+    without one (or with a weaker one: positions the incoming mask dropped are kept
+    again), while a mask-using layer or a model output lies downstream.
+
+    ## Why is this bad?
+    Downstream layers (an RNN, attention, pooling, the loss) then treat padding as
+    data. Keras only prints a `UserWarning` when a layer without `supports_masking`
+    gets a mask; nothing fails, the model silently learns from padding.
+
+    ## Example
+    ```python
+    x = keras.layers.Embedding(1000, 64, mask_zero=True)(tokens)
+    x = keras.layers.Conv1D(64, 3, padding="same")(x)   # drops the mask
+    x = keras.layers.LSTM(64)(x)                         # sees padding as data
+    ```
+
+    Use instead:
+    ```python
+    x = keras.layers.Embedding(1000, 64, mask_zero=True)(tokens)
+    x = maskviz.layers.MaskedConv1D(64, 3, padding="same")(x)  # zeroes padding, keeps the mask
+    x = keras.layers.LSTM(64)(x)
+    ```
+    For a custom layer that works per timestep, set `self.supports_masking = True`
+    in its `__init__` (or wrap it in `maskviz.layers.MaskPassthrough`).
+
+    ## Fix safety
+    Replacing `Conv1D` with `MaskedConv1D` is *safe*: rows without padding give the
+    same outputs; only padded rows change. Adding `supports_masking` to a custom
+    layer is *unsafe* (maskviz cannot know the layer works per step).
+    """
+    kids = _children(ctx)
+    for call in ctx.trace.calls:
+        if call.via != "__call__" or call.error or not call.outputs:
+            continue
+        seq = _seq_input(call)
+        if seq is None or seq.mask is None:
+            continue
+        if call.id in kids:  # a container: the inner call that drops it is flagged
+            continue
+        if call.mask_weakened:
+            kept_in = seq.mask.kept
+            kept_out = call.outputs[0].mask.kept if call.outputs[0].mask else None
+            yield ctx.finding(
+                "MV101",
+                call,
+                f"`{call.name}` ({call.class_name}) weakens the mask: its output mask keeps "
+                f"positions that the input mask dropped. Received: input mask "
+                f"{_shape(seq.mask.shape)} keeping {kept_in:.0%}, output mask keeping "
+                f"{kept_out:.0%}. Expected the output mask to keep no more than the input's.",
+                suggestion=(
+                    f"Make `{call.class_name}.compute_mask` combine the incoming mask "
+                    "(`ops.logical_and(new_mask, mask)`) instead of replacing it."
+                ),
+                fix=Fix(Applicability.DISPLAY_ONLY, "combine the incoming mask in compute_mask"),
+            )
+            continue
+        if call.output_masked or call.received:
+            continue
+        downstream = list(iter_downstream(ctx.trace, call.id))
+        users = [c for c in downstream if c.call_accepts_mask and c.via == "__call__"]
+        reaches_output = any(
+            o.source == call.id or o.source in {c.id for c in downstream}
+            for o in ctx.trace.outputs
+        )
+        if users:
+            severity = Severity.ERROR
+            why = (
+                f"`{users[0].path}` ({users[0].class_name}) downstream accepts a mask "
+                "but will get none"
+            )
+        elif reaches_output and _keeps_time(call):
+            severity = Severity.WARNING
+            why = "the model output it reaches loses its mask, so the loss counts padding"
+        else:
+            continue
+        yield ctx.finding(
+            "MV101",
+            call,
+            f"`{call.path}` ({call.class_name}) drops the mask: it received "
+            f"{seq.arg} {_shape(seq.shape)} with mask {_shape(seq.mask.shape)} and returned "
+            f"{_shape(call.outputs[0].shape)} with no mask; {why}. Expected a layer "
+            "with `supports_masking=True` or a mask-aware replacement.",
+            suggestion=_drop_suggestion(call),
+            severity=severity,
+            fix=_drop_fix(call),
+            details=(("downstream_users", tuple(c.path for c in users[:5])),),
+        )
+
+
+def _drop_suggestion(call: Any) -> str:
+    cls = call.class_name
+    if cls == "Conv1D":
+        return (
+            "Replace it with `maskviz.layers.MaskedConv1D(...)` (same weights): it zeroes "
+            "padded steps before convolving and returns a mask aligned with its output."
+        )
+    if cls in ("GlobalMaxPooling1D",):
+        return "Use `maskviz.layers.MaskedGlobalMaxPooling1D()`: it takes the max over kept steps."
+    if cls == "Flatten":
+        return (
+            "Flatten mixes all steps into one vector: pool over time with a mask-aware layer "
+            "(`GlobalAveragePooling1D()` uses the mask) instead of Flatten."
+        )
+    if not call.supports_masking:
+        return (
+            f"If `{cls}` works per timestep, set `self.supports_masking = True` in its "
+            "`__init__`, or wrap it: `maskviz.layers.MaskPassthrough(layer)`."
+        )
+    return f"Pass the mask on explicitly, e.g. `{cls}.compute_mask` returning the incoming mask."
+
+
+def _drop_fix(call: Any) -> Fix:
+    cls = call.class_name
+    if cls in ("Conv1D", "GlobalMaxPooling1D"):
+        return Fix(Applicability.SAFE, f"replace {cls} with its maskviz.layers mask-aware twin")
+    if not call.supports_masking:
+        return Fix(Applicability.UNSAFE, f"wrap {cls} in maskviz.layers.MaskPassthrough")
+    return Fix(Applicability.DISPLAY_ONLY, "propagate the mask in compute_mask")
+
+
+@rule("MV102", "mask-not-delivered", Severity.ERROR)
+def mask_not_delivered(ctx: Context) -> Iterator[Finding]:
+    """
+    ## What it does
+    Flags a call whose `call` method accepts `mask` but received `None`, although
+    its sequence input carried a mask.
+
+    ## Why is this bad?
+    Keras 3 fills the `mask` argument only when a layer is called with a single
+    tensor argument. An RNN called as `LSTM(...)(x, initial_state=[h, c])` has two,
+    so it runs over the padding as if it were data, silently; its final state
+    is the state after the padding.
+
+    ## Example
+    ```python
+    x = keras.layers.Embedding(1000, 64, mask_zero=True)(dec_tokens)
+    y = keras.layers.LSTM(64, return_sequences=True)(x, initial_state=[h, c])
+    ```
+
+    Use instead:
+    ```python
+    mask = keras.layers.Embedding(1000, 64, mask_zero=True).compute_mask(dec_tokens)
+    y = keras.layers.LSTM(64, return_sequences=True)(x, initial_state=[h, c], mask=mask)
+    # or: maskviz.layers.MaskedLSTM, which reads the sequence's mask itself
+    ```
+
+    ## Fix safety
+    Passing the sequence's own mask explicitly is *safe*: rows without padding are
+    unchanged (their mask is all true).
+    """
+    for call in ctx.trace.calls:
+        if call.via != "__call__" or not call.call_accepts_mask or call.received:
+            continue
+        if not call.observed or call.explicit_mask:
+            continue
+        seq = _seq_input(call)
+        if seq is None or seq.mask is None:
+            continue
+        others = [t.arg for t in call.inputs if t is not seq and not t.arg.startswith("mask")]
+        yield ctx.finding(
+            "MV102",
+            call,
+            f"`{call.path}` ({call.class_name}) accepts `mask` but its `call` received "
+            f"`mask=None`, although its input `{seq.arg}` {_shape(seq.shape)} carried mask "
+            f"{_shape(seq.mask.shape)}. Received: {len(call.inputs)} tensor arguments "
+            f"({', '.join([seq.arg, *others])}); Keras fills `mask` only for a call with "
+            "one tensor argument.",
+            suggestion=(
+                f"Pass the mask explicitly: `{call.name}(..., mask=mask)` with the mask of "
+                f"`{seq.arg}` (e.g. `embedding.compute_mask(tokens)`), or use "
+                "`maskviz.layers.MaskedLSTM`/`MaskedGRU`/`MaskedRNN`, which read it themselves."
+            ),
+            fix=Fix(
+                Applicability.SAFE,
+                "pass the sequence input's own mask explicitly with `mask=`",
+                call_kwargs=(("mask", f"mask of {seq.arg}"),),
+            ),
+            details=(("input", seq.arg),),
+        )
+
+
+@rule("MV103", "mask-rank-mismatch", Severity.ERROR)
+def mask_rank_mismatch(ctx: Context) -> Iterator[Finding]:
+    """
+    ## What it does
+    Flags a mask whose shape is not the leading `(batch, time)` axes that the layer
+    using it expects: a mask-using layer that received a mask covering more than
+    `(batch, time)` (e.g. per pixel), or a mask with more axes than its tensor.
+
+    ## Why is this bad?
+    `Masking` on a 5-D input `(batch, time, rows, cols, channels)` makes a 4-D
+    per-pixel mask. `ConvLSTM2D(padding="valid")` then fails with "Dimensions must be
+    equal"; with `padding="same"` it runs, masking single pixels instead of whole
+    frames.
+
+    ## Example
+    ```python
+    x = keras.layers.Masking()(video)            # mask (batch, time, rows, cols)
+    y = keras.layers.ConvLSTM2D(8, 3)(x)
+    ```
+
+    Use instead:
+    ```python
+    x = maskviz.layers.TimestepMasking()(video)  # mask (batch, time)
+    y = keras.layers.ConvLSTM2D(8, 3)(x)
+    ```
+
+    ## Fix safety
+    Replacing `Masking` with `TimestepMasking` is *safe*: a step is masked exactly
+    when all its values equal `mask_value`, so unpadded rows are unchanged.
+    """
+    for call in ctx.trace.calls:
+        if call.via != "__call__":
+            continue
+        seq = _seq_input(call)
+        if seq is None:
+            continue
+        got = None
+        if call.received_mask:
+            got = call.received_mask[0]
+        elif call.call_accepts_mask and seq.mask is not None and (call.error or not call.observed):
+            got = seq.mask
+        if got is not None and call.call_accepts_mask and len(seq.shape) > 3 and got.rank > 2:
+            src = _mask_source(ctx, seq)
+            yield ctx.finding(
+                "MV103",
+                call,
+                f"`{call.path}` ({call.class_name}) got mask {_shape(got.shape)} for input "
+                f"{_shape(seq.shape)}: the mask covers more than the (batch, time) axes. "
+                f"Expected a mask of shape {_shape(seq.shape[:2])}."
+                + (f" Received: the mask was made by `{src}`." if src else "")
+                + (f" The call failed: {call.error}" if call.error else ""),
+                suggestion=(
+                    f"Make the mask per timestep: replace `{src or 'Masking'}` with "
+                    "`maskviz.layers.TimestepMasking(mask_value=...)`, whose mask is "
+                    "(batch, time) for inputs of any rank."
+                ),
+                fix=Fix(Applicability.SAFE, "replace Masking with maskviz.layers.TimestepMasking"),
+                details=(("mask_source", src),),
+            )
+        for t in call.outputs:
+            if t.mask is not None and t.mask.rank > len(t.shape):
+                yield ctx.finding(
+                    "MV103",
+                    call,
+                    f"`{call.path}` ({call.class_name}) attached mask {_shape(t.mask.shape)} to "
+                    f"{t.arg} {_shape(t.shape)}: the mask has more axes than the tensor. "
+                    "Expected its leading (batch, time) axes.",
+                    suggestion="Reduce the mask to (batch, time) in `compute_mask`.",
+                    fix=Fix(Applicability.DISPLAY_ONLY, "reduce the mask in compute_mask"),
+                )
+
+
+def _mask_source(ctx: Context, t: Any) -> str | None:
+    """The generator call whose mask `t` carries (following propagators back)."""
+    by_id = ctx.trace.by_id()
+    cur = by_id.get(t.source) if t.source else None
+    for _ in range(len(by_id)):
+        if cur is None:
+            return None
+        if cur.role in ("generator", "modifier") or not cur.input_masked:
+            return cur.path
+        seq = _seq_input(cur)
+        cur = by_id.get(seq.source) if seq is not None and seq.source else None
+    return None
+
+
+@rule("MV104", "mask-time-misaligned", Severity.ERROR)
+def mask_time_misaligned(ctx: Context) -> Iterator[Finding]:
+    """
+    ## What it does
+    Flags a mask whose time length differs from its tensor's (a strided or `valid`
+    convolution, pooling, cropping or reshape that passed the mask on unchanged),
+    and a `TimeDistributed` wrapper whose inner layer makes a mask that the wrapper
+    loses or misaligns.
+
+    ## Why is this bad?
+    A mask of length 10 on a tensor of length 5 masks the wrong steps, or fails
+    later with a shape error. `TimeDistributed(Embedding(mask_zero=True))` gives no
+    mask at all, so the padding inside each step reaches everything downstream.
+
+    ## Example
+    ```python
+    x = keras.layers.TimeDistributed(keras.layers.Embedding(100, 8, mask_zero=True))(chars)
+    y = keras.layers.TimeDistributed(keras.layers.LSTM(16))(x)  # inner padding unmasked
+    ```
+
+    Use instead:
+    ```python
+    x = maskviz.layers.MaskedTimeDistributed(keras.layers.Embedding(100, 8, mask_zero=True))(chars)
+    ```
+
+    ## Fix safety
+    `MaskedTimeDistributed` is *safe*: it applies the same inner layer with the
+    same weights; only how the mask is reported changes.
+    """
+    by_parent = _children(ctx)
+    for call in ctx.trace.calls:
+        for t in call.outputs:
+            if t.mask is None or len(t.shape) < 2 or t.mask.rank < 2:
+                continue
+            mt, tt = t.mask.shape[1], t.shape[1]
+            if mt is not None and tt is not None and mt != tt:
+                seq = _seq_input(call)
+                yield ctx.finding(
+                    "MV104",
+                    call,
+                    f"`{call.path}` ({call.class_name}) returned {t.arg} {_shape(t.shape)} "
+                    f"with mask {_shape(t.mask.shape)}: the mask has {mt} steps, the tensor "
+                    f"{tt}. Received: input {_shape(seq.shape) if seq else '?'}. Expected a "
+                    "mask aligned with the output's time axis.",
+                    suggestion=(
+                        "Recompute the mask for the new time axis (e.g. "
+                        "`maskviz.layers.MaskedConv1D` for strided or valid convolutions), "
+                        "or drop it deliberately and pool before the time axis changes."
+                    ),
+                    fix=Fix(Applicability.DISPLAY_ONLY, "recompute the mask for the output length"),
+                )
+        inner = [c for c in by_parent.get(call.id, []) if c.via == "call"]
+        for c in inner:
+            made = c.computed_mask[0] if c.computed_mask else None
+            if made is None:
+                continue
+            out = call.outputs[0] if call.outputs else None
+            if out is None:
+                continue
+            if out.mask is None:
+                yield ctx.finding(
+                    "MV104",
+                    call,
+                    f"`{call.path}` ({call.class_name}) loses the mask its inner layer "
+                    f"`{c.name}` ({c.class_name}) makes: per step the inner mask is "
+                    f"{_shape(made.shape)}, but the output {_shape(out.shape)} carries no mask. "
+                    f"Expected a mask of shape {_shape(out.shape[:2 + made.rank - 1])}.",
+                    suggestion=(
+                        f"Wrap with `maskviz.layers.MaskedTimeDistributed({c.class_name}(...))`: "
+                        "it reshapes the inner mask to (batch, time, ...) and reduces it to "
+                        "(batch, time) where needed."
+                    ),
+                    fix=Fix(
+                        Applicability.SAFE,
+                        "replace TimeDistributed with maskviz.layers.MaskedTimeDistributed",
+                    ),
+                )
+            else:
+                expected = tuple(out.shape[:2]) + tuple(made.shape[1:])
+                if tuple(out.mask.shape) not in (expected, tuple(out.shape[:2])):
+                    yield ctx.finding(
+                        "MV104",
+                        call,
+                        f"`{call.path}` ({call.class_name}) gives mask "
+                        f"{_shape(out.mask.shape)} but its inner layer `{c.name}` masks per "
+                        f"step as {_shape(made.shape)}. Expected {_shape(expected)} or "
+                        f"{_shape(out.shape[:2])}.",
+                        suggestion="Use `maskviz.layers.MaskedTimeDistributed`.",
+                        fix=Fix(
+                            Applicability.SAFE,
+                            "replace TimeDistributed with maskviz.layers.MaskedTimeDistributed",
+                        ),
+                    )
+
+
+@rule("MV105", "explicit-mask-override", Severity.WARNING)
+def explicit_mask_override(ctx: Context) -> Iterator[Finding]:
+    """
+    ## What it does
+    Flags a call that was given `mask=` explicitly, where that mask differs from the
+    mask its input already carried.
+
+    ## Why is this bad?
+    An explicit mask wins over the propagated one. When it comes from another
+    sequence (the encoder's mask passed to the decoder) or from an older tensor,
+    the layer masks the wrong steps, silently.
+
+    ## Example
+    ```python
+    y = keras.layers.LSTM(32)(dec_x, mask=enc_mask)   # dec_x carries its own mask
+    ```
+
+    Use instead:
+    ```python
+    y = keras.layers.LSTM(32)(dec_x)                  # its own mask is used
+    ```
+
+    ## Fix safety
+    *Display-only*: maskviz cannot know which mask was meant.
+    """
+    for call in ctx.trace.calls:
+        if call.explicit_mask and call.explicit_mask_matches is False:
+            seq = _seq_input(call)
+            got = call.received_mask[0] if call.received_mask else None
+            yield ctx.finding(
+                "MV105",
+                call,
+                f"`{call.path}` ({call.class_name}) was called with an explicit `mask=` that "
+                f"differs from the mask its input `{seq.arg if seq else '?'}` carried. "
+                f"Received: explicit mask "
+                f"{_shape(got.shape) if got else '?'}"
+                f"{f' keeping {got.kept:.0%}' if got and got.kept is not None else ''}, "
+                f"input mask {_mask_of(seq)}"
+                f"{f' keeping {seq.mask.kept:.0%}' if seq and seq.mask and seq.mask.kept is not None else ''}.",  # noqa: E501
+                suggestion=(
+                    "Check that the explicit mask belongs to this sequence; drop `mask=` to "
+                    "use the input's own mask."
+                ),
+                fix=Fix(Applicability.DISPLAY_ONLY, "drop the explicit mask= argument"),
+            )
+
+
+@rule("MV110", "mask-unconsumed", Severity.WARNING)
+def mask_unconsumed(ctx: Context) -> Iterator[Finding]:
+    """
+    ## What it does
+    Flags a layer that makes a mask (`Embedding(mask_zero=True)`, `Masking`) whose
+    mask never reaches a layer that uses it, nor a model output (where the loss
+    would use it).
+
+    ## Why is this bad?
+    The mask was asked for and then thrown away: everything downstream computes on
+    padding as if it were data (e.g. `Flatten` then `Dense`).
+
+    ## Example
+    ```python
+    x = keras.layers.Embedding(1000, 16, mask_zero=True)(tokens)
+    x = keras.layers.Flatten()(x)
+    y = keras.layers.Dense(1)(x)
+    ```
+
+    Use instead:
+    ```python
+    x = keras.layers.Embedding(1000, 16, mask_zero=True)(tokens)
+    x = keras.layers.GlobalAveragePooling1D()(x)   # averages over kept steps only
+    y = keras.layers.Dense(1)(x)
+    ```
+
+    ## Fix safety
+    *Display-only*: the right pooling depends on the model.
+    """
+    trace = ctx.trace
+    consumers: dict[str, list[Any]] = {}
+    for c in trace.calls:
+        for t in c.inputs:
+            if t.source is not None:
+                consumers.setdefault(t.source, []).append(c)
+    masked_outputs = {o.source for o in trace.outputs if o.mask is not None}
+    for call in trace.calls:
+        if call.role != "generator" or call.via != "__call__" or not call.observed:
+            continue
+        seen = {call.id}
+        stack = [call.id]
+        used = False
+        stopped_at = []
+        while stack and not used:
+            cur = stack.pop()
+            if cur in masked_outputs:
+                used = True
+                break
+            for c in consumers.get(cur, []):
+                if c.id in seen:
+                    continue
+                seen.add(c.id)
+                if c.received:
+                    used = True
+                    break
+                if c.output_masked:
+                    stack.append(c.id)
+                elif c.role == "destroyer":
+                    stopped_at.append(c)
+        if used:
+            continue
+        where = (
+            f" It stops at `{stopped_at[0].path}` ({stopped_at[0].class_name})."
+            if stopped_at
+            else ""
+        )
+        yield ctx.finding(
+            "MV110",
+            call,
+            f"`{call.path}` ({call.class_name}) makes a mask "
+            f"{_shape(call.outputs[0].mask.shape) if call.outputs and call.outputs[0].mask else ''}"
+            f" that no layer uses and no model output carries.{where} Expected a mask-using "
+            "layer (RNN, attention, masked pooling) or a masked output downstream.",
+            suggestion=(
+                "Keep the mask to a layer that uses it: replace the layer where it stops "
+                "with a mask-aware one (e.g. `GlobalAveragePooling1D` instead of `Flatten`), "
+                "or drop `mask_zero=True` if padding is meant to be data."
+            ),
+            fix=Fix(Applicability.DISPLAY_ONLY, "route the mask to a layer that uses it"),
+            details=(("stops_at", tuple(c.path for c in stopped_at)),),
+        )
+
+
+@rule("MV111", "compute-mask-ignored", Severity.WARNING)
+def compute_mask_ignored(ctx: Context) -> Iterator[Finding]:
+    """
+    ## What it does
+    Flags a call whose output carries a mask that differs from what the layer's own
+    `compute_mask` returns for the same inputs.
+
+    ## Why is this bad?
+    Keras calls `compute_mask` only when `supports_masking` is true and the output
+    has no mask yet. A layer that sets `supports_masking = False` but overrides
+    `compute_mask`, or whose `call` returns a tensor that already carries another
+    mask (its input, unchanged), hands downstream a mask its author did not mean.
+
+    ## Example
+    ```python
+    class Shift(keras.layers.Layer):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.supports_masking = False       # compute_mask below is never called
+        def compute_mask(self, x, mask=None):
+            return mask[:, 1:]
+    ```
+
+    Use instead:
+    ```python
+    class Shift(keras.layers.Layer):
+        def compute_mask(self, x, mask=None):   # supports_masking follows from it
+            return mask[:, 1:]
+    ```
+
+    ## Fix safety
+    *Display-only*: it depends on which of the two masks was meant.
+    """
+    for call in ctx.trace.calls:
+        if call.via != "__call__" or call.computed_mask_matches is not False:
+            continue
+        attached = call.outputs[0].mask if call.outputs else None
+        made = call.computed_mask[0] if call.computed_mask else None
+        why = (
+            "`supports_masking` is False, so Keras never calls `compute_mask`"
+            if not call.supports_masking
+            else "the output already carried a mask, so Keras did not call `compute_mask`"
+        )
+        yield ctx.finding(
+            "MV111",
+            call,
+            f"`{call.path}` ({call.class_name}) output carries "
+            f"{'no mask' if attached is None else 'mask ' + _shape(attached.shape)}, but its "
+            f"`compute_mask` returns "
+            f"{'None' if made is None else 'a mask ' + _shape(made.shape)}: {why}.",
+            suggestion=(
+                "Make them agree: set `supports_masking = True` (or drop the override), and "
+                "return a new tensor from `call` rather than the input itself."
+            ),
+            fix=Fix(Applicability.DISPLAY_ONLY, "make compute_mask and call agree"),
+        )
+
+
+@rule("MV112", "call-failed", Severity.ERROR)
+def call_failed(ctx: Context) -> Iterator[Finding]:
+    """
+    ## What it does
+    Reports the layer call where the forward pass on the probe (or `--data`) failed,
+    with the exception's message. Calls after it are shown from the model's
+    symbolic graph.
+
+    ## Why is this bad?
+    The model builds but cannot run on padded data, often because of a mask: a
+    per-pixel mask reaching `ConvLSTM2D`, a mask whose time length no longer
+    matches its tensor.
+
+    ## Example
+    ```python
+    x = keras.layers.Masking()(video)                 # 4-D mask
+    y = keras.layers.ConvLSTM2D(8, 3, padding="valid")(x)   # fails on data
+    ```
+
+    Use instead:
+    ```python
+    x = maskviz.layers.TimestepMasking()(video)
+    y = keras.layers.ConvLSTM2D(8, 3, padding="valid")(x)
+    ```
+
+    ## Fix safety
+    *Display-only*: the fix is the one of the mask finding on the same layer, if any.
+    """
+    trace = ctx.trace
+    if not trace.error:
+        return
+    call = None
+    if trace.error_call:
+        try:
+            call = trace.call(trace.error_call)
+        except KeyError:
+            call = None
+    where = f"`{call.path}` ({call.class_name})" if call else f"model `{trace.model_name}`"
+    yield ctx.finding(
+        "MV112",
+        call,
+        f"The forward pass failed at {where}. Received: {trace.error}",
+        suggestion="See the mask findings on this layer; rerun with `--data` to use real samples.",
+        fix=Fix(Applicability.DISPLAY_ONLY, "fix the failing layer"),
+    )
