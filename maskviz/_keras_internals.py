@@ -143,6 +143,10 @@ def build_input_shapes(model: Any) -> dict[str, Any] | None:
     return dict(shapes) if shapes else None
 
 
+def is_layer(x: Any) -> bool:
+    return isinstance(x, _Layer)
+
+
 def is_functional(model: Any) -> bool:
     from keras.src.models.functional import Functional
 

@@ -83,5 +83,5 @@ class Finding:
             "message": self.message,
             "suggestion": self.suggestion,
             "fix": self.fix.applicability.value if self.fix else None,
-            "details": {k: v for k, v in self.details},
+            "details": dict(self.details),
         }

@@ -94,7 +94,21 @@ def _flat_symbolic(x: Any) -> list[Any]:
         return []
 
 
+def _unwrap(consumers: list[Any]) -> list[Any]:
+    """Looks inside wrappers (TimeDistributed, Bidirectional) for the layer that reads
+    the input."""
+    out = []
+    for c in consumers:
+        out.append(c)
+        for attr in ("layer", "forward_layer"):
+            inner = getattr(c, attr, None)
+            if inner is not None and inner is not c:
+                out.extend(_unwrap([inner]))
+    return out
+
+
 def _classify(name: str, shape: tuple, dtype: str, consumers: list[Any]) -> tuple[str, dict]:
+    consumers = _unwrap(consumers)
     classes = {type(c).__name__: c for c in consumers}
     for c in consumers:
         if type(c).__name__ == "Masking" or hasattr(c, "mask_value"):
@@ -103,8 +117,10 @@ def _classify(name: str, shape: tuple, dtype: str, consumers: list[Any]) -> tupl
         if hasattr(c, "input_dim") and hasattr(c, "mask_zero"):
             return "tokens", {"vocab": int(c.input_dim), "mask_zero": bool(c.mask_zero)}
     lowered = name.lower()
-    if len(shape) == 2 and any(k in lowered for k in MASK_NAMES) and (
-        dtype.startswith("int") or dtype.startswith("uint") or dtype == "bool"
+    if (
+        len(shape) == 2
+        and any(k in lowered for k in MASK_NAMES)
+        and (dtype.startswith("int") or dtype.startswith("uint") or dtype == "bool")
     ):
         return "mask", {}
     if "TokenAndPositionEmbedding" in classes or "ReversibleEmbedding" in classes:
@@ -188,6 +204,11 @@ def make_probe(
             arr = rng.integers(1, vocab, size=full)
             if row_keep is not None:
                 arr = np.where(_expand(row_keep, len(full)), arr, 0)
+            if len(full) == 3:
+                # Nested sequences (sentences of words): pad inside each step too.
+                inner = full[2]
+                lengths = rng.integers(1, inner + 1, size=full[:2])
+                arr = np.where(np.arange(inner)[None, None, :] < lengths[..., None], arr, 0)
             arr = arr.astype(dtype if dtype.startswith(("int", "uint")) else "int32")
         elif kind == "masked-floats":
             arr = rng.standard_normal(full).astype(dtype if "float" in dtype else "float32")
@@ -196,8 +217,10 @@ def make_probe(
                     arr.dtype
                 )
         elif kind == "mask":
-            arr = keep.astype(dtype) if len(full) == 2 and full[1] == t_len else np.ones(
-                full, dtype=dtype
+            arr = (
+                keep.astype(dtype)
+                if len(full) == 2 and full[1] == t_len
+                else np.ones(full, dtype=dtype)
             )
         elif dtype == "bool":
             arr = rng.random(full) > 0.5
@@ -272,9 +295,7 @@ def _input_specs(model: Any, ki: Any) -> list[tuple[str, tuple, str, Any]]:
             names = [by_id.get(id(t), t.name) for t in tensors]
         else:
             names = [t.name for t in tensors]
-        return [
-            (n, tuple(t.shape), _std(t.dtype), t) for n, t in zip(names, tensors)
-        ]
+        return [(n, tuple(t.shape), _std(t.dtype), t) for n, t in zip(names, tensors)]
     shapes = ki.build_input_shapes(model)
     if shapes:
         out = []
@@ -287,7 +308,9 @@ def _input_specs(model: Any, ki: Any) -> list[tuple[str, tuple, str, Any]]:
                 )
             first = _first_layers(model)
             is_tokens = bool(first) and hasattr(first[0], "mask_zero")
-            out.append((key.replace("_shape", ""), tuple(shape), "int32" if is_tokens else "float32", None))
+            out.append(
+                (key.replace("_shape", ""), tuple(shape), "int32" if is_tokens else "float32", None)
+            )
         return out
     raise MaskvizError(
         f"Model '{model.name}' has no known inputs (it was never built or called). "
@@ -302,10 +325,10 @@ def _std(dtype: Any) -> str:
     return keras.backend.standardize_dtype(dtype)
 
 
-def probe_from_data(model: Any, path: str, *, mask_inputs: Mapping[str, str] | None = None) -> Probe:
+def probe_from_data(
+    model: Any, path: str, *, mask_inputs: Mapping[str, str] | None = None
+) -> Probe:
     """Reads `--data file.npz`: keys are input names, or `arr_0`, `arr_1`, ... in order."""
-    from . import _keras_internals as ki
-
     try:
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -314,6 +337,15 @@ def probe_from_data(model: Any, path: str, *, mask_inputs: Mapping[str, str] | N
         raise MaskvizError(
             f"--data must be a .npz file written by `numpy.savez`. Received: {path!r} ({e})."
         ) from None
+    return probe_from_arrays(model, {k: data[k] for k in data.keys()}, mask_inputs=mask_inputs)
+
+
+def probe_from_arrays(
+    model: Any, data: Mapping[str, Any], *, mask_inputs: Mapping[str, str] | None = None
+) -> Probe:
+    """A probe from the user's samples: keys are input names, or `arr_0`, `arr_1`, ..."""
+    from . import _keras_internals as ki
+
     base = make_probe(model, mask_inputs=mask_inputs)
     names = [i.name for i in base.inputs]
     keys = list(data.keys())
@@ -326,14 +358,16 @@ def probe_from_data(model: Any, path: str, *, mask_inputs: Mapping[str, str] | N
             values[n] = np.asarray(data[f"arr_{i}"])
     else:
         raise MaskvizError(
-            f"--data keys do not match the model's inputs. Received keys: {sorted(keys)}; "
+            f"The data's keys do not match the model's inputs. Received keys: {sorted(keys)}; "
             f"expected {names} (or arr_0..arr_{len(names) - 1})."
         )
     keeps: dict[str, np.ndarray | None] = {}
     for inp in base.inputs:
         arr = values[inp.name]
         if inp.kind == "tokens" and arr.ndim >= 2:
-            keeps[inp.name] = arr != 0 if arr.ndim == 2 else np.any(arr != 0, axis=tuple(range(2, arr.ndim)))
+            keeps[inp.name] = (
+                arr != 0 if arr.ndim == 2 else np.any(arr != 0, axis=tuple(range(2, arr.ndim)))
+            )
         elif inp.kind == "masked-floats" and arr.ndim >= 3:
             mv = _mask_value(model, inp, ki)
             keeps[inp.name] = np.any(arr != mv, axis=tuple(range(2, arr.ndim)))
@@ -344,7 +378,9 @@ def probe_from_data(model: Any, path: str, *, mask_inputs: Mapping[str, str] | N
     for inp in base.inputs:
         if inp.kind == "mask" and inp.pairs_with and keeps.get(inp.pairs_with) is None:
             keeps[inp.pairs_with] = keeps[inp.name]
-    return Probe(inputs=base.inputs, values=values, keep=keeps, structure=base.structure, from_data=True)
+    return Probe(
+        inputs=base.inputs, values=values, keep=keeps, structure=base.structure, from_data=True
+    )
 
 
 def _mask_value(model, inp, ki) -> float:

@@ -215,9 +215,7 @@ class Trace:
     error_call: str | None = None
     # Arrays from the probe run, for the oracle: call id -> flat outputs / output
     # masks (numpy); "input:NAME" -> the probe value. Not part of equality or JSON.
-    values: Mapping[str, tuple[Any, ...]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    values: Mapping[str, tuple[Any, ...]] = field(default_factory=dict, compare=False, repr=False)
     masks: Mapping[str, tuple[Any, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def call(self, call_id: str) -> CallRecord:
@@ -378,7 +376,7 @@ def _flat(x: Any) -> list[Any]:
     if isinstance(x, (list, tuple)):
         return [t for v in x for t in _flat(v)]
     try:
-        return [t for t in keras.tree.flatten(x)]
+        return list(keras.tree.flatten(x))
     except Exception:
         return []
 
@@ -401,11 +399,7 @@ def _param_names(layer: Any) -> list[str]:
 
     try:
         fn = type(layer).call
-        return [
-            p
-            for p in inspect.signature(fn).parameters
-            if p != "self"
-        ]
+        return [p for p in inspect.signature(fn).parameters if p != "self"]
     except (TypeError, ValueError):
         return []
 
@@ -537,7 +531,9 @@ class Tracer:
                     return src
             if enclosing.root:
                 break
-            enclosing = self.stack[self.stack.index(enclosing) - 1] if enclosing in self.stack[1:] else None
+            enclosing = (
+                self.stack[self.stack.index(enclosing) - 1] if enclosing in self.stack[1:] else None
+            )
         return (None, 0)
 
     def _register_outputs(self, call_id: str, outputs: list[Any]) -> None:
@@ -610,7 +606,9 @@ class Tracer:
                     tracer.suppress -= 1
             frame = tracer._enter(layer, args, kwargs, via="call")
             frame.call_seen = True
-            frame.received = kwargs.get("mask", None) if tracer.ki.call_accepts_mask(layer) else None
+            frame.received = (
+                kwargs.get("mask", None) if tracer.ki.call_accepts_mask(layer) else None
+            )
             tracer.direct[key] = frame
             try:
                 out = original(*args, **kwargs)
@@ -729,8 +727,10 @@ class Tracer:
         in_masks = [ki.get_mask(t) for t in in_tensors]
         in_masked = any(m is not None for m in in_masks) or frame.explicit
         out_masked = any(m is not None for m in out_masks)
-        ref_in = frame.explicit_mask if frame.explicit else (
-            received_flat[0] if received_flat else first_mask
+        ref_in = (
+            frame.explicit_mask
+            if frame.explicit
+            else (received_flat[0] if received_flat else first_mask)
         )
         same = None
         weakened = False
@@ -806,11 +806,9 @@ class Tracer:
     def finish(self) -> list[CallRecord]:
         # Direct-call frames count their steps after the record was made.
         recs = []
-        for seq, rec in sorted(self.records, key=lambda r: r[0]):
+        for _seq, rec in sorted(self.records, key=lambda r: r[0]):
             if any(f.call_id == rec.id for f in self.direct.values()):
-                key = next(
-                    (k for k, f in self.direct.items() if f.call_id == rec.id), None
-                )
+                key = next((k for k, f in self.direct.items() if f.call_id == rec.id), None)
                 if key is not None and self.direct[key].steps != rec.steps:
                     rec = _replace(rec, steps=self.direct[key].steps)
             recs.append(rec)
@@ -848,6 +846,11 @@ def _same_value(a: Any, b: Any) -> bool:
 
 
 def _first_lines(msg: str, limit: int = 300) -> str:
+    import re
+
+    msg = re.sub(r"\x1b\[[0-9;]*m|\[[0-9;]*m", "", msg)
+    msg = msg.split("Arguments received by", 1)[0]
+    msg = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", msg)
     text = " ".join(line.strip() for line in msg.strip().splitlines() if line.strip())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -875,6 +878,8 @@ def symbolic_records(model: Any) -> list[CallRecord]:
 def _walk_functional(model, prefix, parent, depth, sources, counts, records, ki):
     for node in ki.functional_nodes(model):
         op, args, kwargs, outs = ki.node_parts(node)
+        if not ki.is_layer(op):  # keras.ops recorded in the graph (inside compute_mask)
+            continue
         path = prefix + op.name
         idx = counts.get(path, 0)
         counts[path] = idx + 1
@@ -940,9 +945,13 @@ def _walk_functional(model, prefix, parent, depth, sources, counts, records, ki)
             # The nested model's outputs come from its inner calls.
             for t_outer, t_inner in zip(outs, _flat(inner.outputs)):
                 hit = sources.get(id(t_inner))
-                sources[id(t_outer)] = (call_id, outs.index(t_outer)) if hit is None else (
-                    call_id,
-                    outs.index(t_outer),
+                sources[id(t_outer)] = (
+                    (call_id, outs.index(t_outer))
+                    if hit is None
+                    else (
+                        call_id,
+                        outs.index(t_outer),
+                    )
                 )
         else:
             for i, t in enumerate(outs):
@@ -952,7 +961,7 @@ def _walk_functional(model, prefix, parent, depth, sources, counts, records, ki)
 # --------------------------------------------------------------------------- entry point
 
 
-def run_trace(model: Any, model_inputs: Sequence["ModelInput"], feed: Any) -> Trace:
+def run_trace(model: Any, model_inputs: Sequence[ModelInput], feed: Any) -> Trace:
     """Runs `model` once on `feed` with instrumentation and returns the Trace.
 
     Args:

@@ -20,7 +20,13 @@ from typing import Any
 
 from ..findings import Finding, Fix, Severity
 
-DOC_SECTIONS = ("## What it does", "## Why is this bad?", "## Example", "Use instead:", "## Fix safety")
+DOC_SECTIONS = (
+    "## What it does",
+    "## Why is this bad?",
+    "## Example",
+    "Use instead:",
+    "## Fix safety",
+)
 
 # Rule modules, by family. Import order is registration order.
 _FAMILIES = ("maskviz.rules.structure", "maskviz.rules.behaviour")

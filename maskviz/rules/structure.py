@@ -112,8 +112,7 @@ def mask_dropped(ctx: Context) -> Iterator[Finding]:
         downstream = list(iter_downstream(ctx.trace, call.id))
         users = [c for c in downstream if c.call_accepts_mask and c.via == "__call__"]
         reaches_output = any(
-            o.source == call.id or o.source in {c.id for c in downstream}
-            for o in ctx.trace.outputs
+            o.source == call.id or o.source in {c.id for c in downstream} for o in ctx.trace.outputs
         )
         if users:
             severity = Severity.ERROR
@@ -384,7 +383,7 @@ def mask_time_misaligned(ctx: Context) -> Iterator[Finding]:
                     f"`{call.path}` ({call.class_name}) loses the mask its inner layer "
                     f"`{c.name}` ({c.class_name}) makes: per step the inner mask is "
                     f"{_shape(made.shape)}, but the output {_shape(out.shape)} carries no mask. "
-                    f"Expected a mask of shape {_shape(out.shape[:2 + made.rank - 1])}.",
+                    f"Expected a mask of shape {_shape(out.shape[: 2 + made.rank - 1])}.",
                     suggestion=(
                         f"Wrap with `maskviz.layers.MaskedTimeDistributed({c.class_name}(...))`: "
                         "it reshapes the inner mask to (batch, time, ...) and reduces it to "
@@ -519,7 +518,7 @@ def mask_unconsumed(ctx: Context) -> Iterator[Finding]:
                     stack.append(c.id)
                 elif c.role == "destroyer":
                     stopped_at.append(c)
-        if used:
+        if used or _flagged_as_drop(ctx, stopped_at):
             continue
         where = (
             f" It stops at `{stopped_at[0].path}` ({stopped_at[0].class_name})."
@@ -541,6 +540,12 @@ def mask_unconsumed(ctx: Context) -> Iterator[Finding]:
             fix=Fix(Applicability.DISPLAY_ONLY, "route the mask to a layer that uses it"),
             details=(("stops_at", tuple(c.path for c in stopped_at)),),
         )
+
+
+def _flagged_as_drop(ctx: Context, calls: list[Any]) -> bool:
+    """Whether MV101 already reports where this mask stops (one root cause, one finding)."""
+    ids = {c.id for c in calls}
+    return bool(ids) and any(f.call_id in ids for f in mask_dropped(ctx))
 
 
 @rule("MV111", "compute-mask-ignored", Severity.WARNING)

@@ -1,0 +1,172 @@
+"""The Python API: `inspect(model) -> Report`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .findings import Finding, Severity
+
+JSON_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Report:
+    """What maskviz found in one model.
+
+    Attributes:
+        trace: the instrumented forward pass (`maskviz.trace.Trace`).
+        findings: the rules' findings, in trace order.
+        probe: the inputs the model ran on.
+        oracle: the leak oracle's result, or `None` when it was off.
+
+    `repr(report)` is the text report; in a notebook the report displays as the
+    annotated graph plus a findings table.
+    """
+
+    trace: Any
+    findings: tuple[Finding, ...]
+    probe: Any = field(default=None, repr=False, compare=False)
+    oracle: Any = field(default=None, repr=False, compare=False)
+    model: Any = field(default=None, repr=False, compare=False)
+
+    # ------------------------------------------------------------ queries
+    @property
+    def rule_ids(self) -> list[str]:
+        return sorted({f.rule for f in self.findings})
+
+    def at_or_above(self, severity: Severity | str) -> list[Finding]:
+        sev = Severity(severity)
+        return [f for f in self.findings if f.severity.rank >= sev.rank]
+
+    # ------------------------------------------------------------ outputs
+    def to_dict(self) -> dict[str, Any]:
+        from . import __version__
+
+        t = self.trace
+        out = {
+            "maskviz": __version__,
+            "schema": JSON_SCHEMA_VERSION,
+            "keras": t.keras_version,
+            "backend": t.backend,
+            "model": t.model_name,
+        }
+        body = t.to_dict()
+        body.pop("model", None)
+        out.update(body)
+        out["findings"] = [f.to_dict() for f in self.findings]
+        if self.oracle is not None and hasattr(self.oracle, "to_dict"):
+            out["oracle"] = self.oracle.to_dict()
+        return out
+
+    def to_json(self, *, indent: int = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False, default=_jsonable)
+
+    def to_text(self, *, width: int = 120, color: bool = False) -> str:
+        from .report import render_text
+
+        return render_text(self, width=width, color=color)
+
+    def to_sarif(self) -> str:
+        from .report import render_sarif
+
+        return render_sarif(self)
+
+    @property
+    def graph(self) -> Any:
+        """The call graph as a networkx DiGraph (data only, no styling)."""
+        from .graph import build_graph
+
+        return build_graph(self.trace, self.findings)
+
+    def to_dot(self, *, depth: int | None = None) -> str:
+        from .render import to_dot
+
+        return to_dot(self.graph, depth=depth)
+
+    def render(self, path: str, *, depth: int | None = None) -> str:
+        """Draws the annotated graph to `path` (.svg, .png, .pdf or .dot)."""
+        from .render import render_file
+
+        return render_file(self.graph, path, depth=depth)
+
+    def patch(self, **kwargs: Any) -> Any:
+        """Applies the findings' fixes; see `maskviz.patch.patch_model`."""
+        from .patch import patch_model
+
+        return patch_model(self, **kwargs)
+
+    def __repr__(self) -> str:
+        return self.to_text(width=120, color=False)
+
+    def _repr_html_(self) -> str:
+        from .notebook import report_html
+
+        return report_html(self)
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if isinstance(x, (set, frozenset)):
+        return sorted(x)
+    return str(x)
+
+
+def inspect(
+    model: Any,
+    *,
+    data: str | Mapping[str, Any] | None = None,
+    oracle: bool = True,
+    mask_inputs: Mapping[str, str] | None = None,
+    seed: int = 0,
+    select: Sequence[str] | None = None,
+) -> Report:
+    """Traces `model` on a probe batch, runs the rules, and returns a `Report`.
+
+    Args:
+        model: a Keras model (Functional, Sequential, subclassed, nested).
+        data: a `.npz` path or a mapping of input name to array, used instead of
+            the generated probe.
+        oracle: run the padding-leak oracle (one extra forward pass per mask source).
+        mask_inputs: explicit mask inputs, `{"padding_mask": "token_ids"}`.
+        seed: seed of the probe and the oracle's noise.
+        select: rule ids to run (default: all).
+
+    Returns:
+        A `Report`. The model is left exactly as it was.
+
+    Raises:
+        MaskvizError: when the model's inputs cannot be determined or `data` does
+            not match them.
+    """
+    from .probe import make_probe, probe_from_arrays, probe_from_data
+    from .rules import Context, run_rules
+    from .trace import run_trace
+
+    if data is None:
+        probe = make_probe(model, seed=seed, mask_inputs=mask_inputs)
+    elif isinstance(data, str):
+        probe = probe_from_data(model, data, mask_inputs=mask_inputs)
+    else:
+        probe = probe_from_arrays(model, dict(data), mask_inputs=mask_inputs)
+    trace = run_trace(model, probe.inputs, probe.feed())
+    oracle_result = None
+    if oracle and trace.error is None:
+        try:
+            from .oracle import run_oracle
+        except ImportError:  # pragma: no cover - the oracle module is part of maskviz
+            run_oracle = None
+        if run_oracle is not None:
+            oracle_result = run_oracle(model, probe, trace, seed=seed)
+    ctx = Context(trace=trace, probe=probe, oracle=oracle_result, model=model)
+    findings = run_rules(ctx, select=select)
+    return Report(
+        trace=trace,
+        findings=tuple(findings),
+        probe=probe,
+        oracle=oracle_result,
+        model=model,
+    )

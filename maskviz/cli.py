@@ -1,0 +1,239 @@
+"""The `maskviz` command line: a thin typer app over the Python API.
+
+Exit codes: 0 no finding at or above `--fail-on`; 1 there are (or a fix could not
+be verified); 2 a usage or load error (one line on stderr, never a traceback).
+
+Nothing heavy is imported at module level: `maskviz --help`, `maskviz rules` and
+`maskviz explain` never import Keras or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="maskviz",
+    help="See, check and fix masks in Keras models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+class FailOn(str, Enum):
+    error = "error"
+    warning = "warning"
+    info = "info"
+    never = "never"
+
+
+def _quiet_backend() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"maskviz: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _parse_mask_inputs(values: list[str] | None) -> dict[str, str]:
+    pairs = {}
+    for v in values or []:
+        if "=" not in v:
+            raise _fail(
+                f"--mask-input takes MASK=DATA (e.g. padding_mask=token_ids). Received: {v!r}."
+            )
+        m, d = v.split("=", 1)
+        pairs[m.strip()] = d.strip()
+    return pairs
+
+
+def _load(path: Path, custom_objects: list[str] | None, unsafe: bool):
+    _quiet_backend()
+    from .errors import MaskvizError
+    from .loading import load_model
+
+    try:
+        return load_model(str(path), unsafe=unsafe, custom_objects=custom_objects or None)
+    except MaskvizError as e:
+        raise _fail(str(e)) from None
+
+
+def _exit_code(report, fail_on: FailOn) -> int:
+    if fail_on == FailOn.never:
+        return 0
+    return 1 if report.at_or_above(fail_on.value) else 0
+
+
+@app.command()
+def inspect(
+    path: Annotated[Path, typer.Argument(help="A .keras or .h5 model file.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Samples (.npz, keys = input names) to use instead of the probe."),
+    ] = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.text,
+    graph: Annotated[
+        Path | None, typer.Option(help="Also draw the annotated graph (.svg, .png, .pdf, .dot).")
+    ] = None,
+    depth: Annotated[
+        int | None, typer.Option(help="With --graph: collapse nested models below this depth.")
+    ] = None,
+    fail_on: Annotated[
+        FailOn, typer.Option(help="Exit 1 when a finding has at least this severity.")
+    ] = FailOn.error,
+    custom_objects: Annotated[
+        list[str] | None,
+        typer.Option(help="A .py file or module defining the model's custom layers (repeatable)."),
+    ] = None,
+    mask_input: Annotated[
+        list[str] | None,
+        typer.Option(help="An explicit mask input and the input it masks: MASK=DATA (repeatable)."),
+    ] = None,
+    oracle: Annotated[bool, typer.Option(help="Run the padding-leak oracle.")] = True,
+    unsafe: Annotated[
+        bool, typer.Option(help="Allow the file to run code it carries (Lambda layers).")
+    ] = False,
+) -> None:
+    """Trace a saved model on padded probe data and report its mask problems."""
+    pairs = _parse_mask_inputs(mask_input)
+    model = _load(path, custom_objects, unsafe)
+    import maskviz
+
+    from .errors import MaskvizError
+
+    try:
+        report = maskviz.inspect(
+            model,
+            data=str(data) if data else None,
+            oracle=oracle,
+            mask_inputs=pairs or None,
+        )
+    except MaskvizError as e:
+        raise _fail(str(e)) from None
+    if format == Format.json:
+        typer.echo(report.to_json())
+    elif format == Format.sarif:
+        typer.echo(report.to_sarif())
+    else:
+        typer.echo(report.to_text(width=_width(), color=_color()), nl=False)
+    if graph is not None:
+        try:
+            written = report.render(str(graph), depth=depth)
+        except MaskvizError as e:
+            raise _fail(str(e)) from None
+        typer.echo(f"graph written to {written}", err=True)
+    raise typer.Exit(_exit_code(report, fail_on))
+
+
+@app.command()
+def fix(
+    path: Annotated[Path, typer.Argument(help="A .keras or .h5 model file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the fixed model.")],
+    unsafe_fixes: Annotated[
+        bool, typer.Option(help="Also apply fixes that may change outputs on unpadded rows.")
+    ] = False,
+    custom_objects: Annotated[
+        list[str] | None,
+        typer.Option(help="A .py file or module defining the model's custom layers (repeatable)."),
+    ] = None,
+    unsafe: Annotated[
+        bool, typer.Option(help="Allow the file to run code it carries (Lambda layers).")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option(help="Write the model even when nothing was fixed.")
+    ] = False,
+) -> None:
+    """Apply the findings' fixes, save the model, and re-verify it."""
+    model = _load(path, custom_objects, unsafe)
+    from .errors import MaskvizError
+    from .patch import fix_model_file
+
+    try:
+        result = fix_model_file(model, str(output), unsafe_fixes=unsafe_fixes, force=force)
+    except MaskvizError as e:
+        raise _fail(str(e)) from None
+    typer.echo(result.to_text(), nl=False)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
+def explain(
+    rule: Annotated[str, typer.Argument(help="A rule id (MV101) or name (mask-dropped).")],
+) -> None:
+    """Print a rule's documentation."""
+    from .rules import get_rule
+
+    try:
+        r = get_rule(rule)
+    except KeyError as e:
+        raise _fail(str(e.args[0])) from None
+    typer.echo(f"# {r.name} ({r.id})\n\nDefault severity: {r.severity.value}\n\n{r.doc}")
+
+
+@app.command("rules")
+def rules_cmd() -> None:
+    """List the rules."""
+    from .rules import all_rules
+
+    for r in all_rules():
+        typer.echo(f"{r.id}  {r.name:<26} {r.severity.value:<8} {r.summary}")
+
+
+@app.command()
+def demo(
+    graph_dir: Annotated[
+        Path | None, typer.Option(help="Also draw each sample's graph (SVG) into this folder.")
+    ] = None,
+) -> None:
+    """Inspect the bundled sample models, one per mask bug (the zero-setup first run)."""
+    _quiet_backend()
+    import maskviz
+    from maskviz.samples import SAMPLES, sample_path
+
+    from .loading import load_model
+
+    for name, (_filename, description, kind) in SAMPLES.items():
+        typer.echo(f"\n=== {name}: {description} [{kind}]")
+        model = load_model(str(sample_path(name)))
+        report = maskviz.inspect(model)
+        ids = report.rule_ids
+        typer.echo(
+            f"findings: {', '.join(ids) if ids else 'none'}"
+            + "".join(
+                f"\n  {f.rule} {f.severity.value} at {f.path}: {f.message}" for f in report.findings
+            )
+        )
+        if graph_dir is not None:
+            graph_dir.mkdir(parents=True, exist_ok=True)
+            report.render(str(graph_dir / f"{name}.svg"))
+    typer.echo("\nNext: `maskviz inspect YOUR_MODEL.keras`, `maskviz explain MV102`.")
+
+
+def _width() -> int:
+    try:
+        return max(100, os.get_terminal_size().columns)
+    except OSError:
+        return 120
+
+
+def _color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def main() -> None:
+    app()

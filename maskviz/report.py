@@ -1,0 +1,180 @@
+"""Text (rich) and SARIF renderings of a Report. JSON lives on `Report.to_json`."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+ROLE_STYLE = {
+    "generator": "green",
+    "propagator": "",
+    "modifier": "magenta",
+    "consumer": "blue",
+    "destroyer": "red",
+    "none": "dim",
+}
+
+
+def _shape(s: Any) -> str:
+    if s is None:
+        return "-"
+    dims = ", ".join("None" if d is None else str(d) for d in s)
+    return f"({dims}{',' if len(s) == 1 else ''})"
+
+
+def _mask(m: Any) -> str:
+    if m is None:
+        return "-"
+    return _shape(m.shape) if m.kept is None else f"{_shape(m.shape)} {m.kept:.0%}"
+
+
+def call_rows(report: Any) -> list[tuple[str, ...]]:
+    """One row per call: path, class, input mask, mask received, output shape, output
+    mask, role (plain strings, shared by the text and HTML reports)."""
+    rows = []
+    for c in report.trace.calls:
+        seq = c.inputs[0] if c.inputs else None
+        if c.received_mask is None:
+            received = "n/a" if not c.call_accepts_mask else "None"
+        else:
+            received = ", ".join(_mask(m) for m in c.received_mask)
+        path = c.id + (f" (x{c.steps})" if c.steps > 1 else "")
+        if not c.observed:
+            path += " *"
+        rows.append(
+            (
+                path,
+                c.class_name,
+                _mask(seq.mask) if seq else "-",
+                received,
+                _shape(c.outputs[0].shape) if c.outputs else ("failed" if c.error else "-"),
+                _mask(c.outputs[0].mask) if c.outputs else "-",
+                c.role,
+            )
+        )
+    return rows
+
+
+def render_text(report: Any, *, width: int = 120, color: bool = False) -> str:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    buf = io.StringIO()
+    console = Console(
+        file=buf,
+        width=width,
+        color_system="standard" if color else None,
+        force_terminal=color,
+        no_color=not color,
+        highlight=False,
+        emoji=False,
+    )
+    t = report.trace
+    console.print(
+        Text(
+            f"maskviz: model '{t.model_name}' ({t.model_class}), keras {t.keras_version} "
+            f"({t.backend}), {len(t.calls)} calls",
+            style="bold",
+        )
+    )
+    probe = report.probe
+    if probe is not None:
+        desc = ", ".join(f"{i.name} {_shape(i.shape)} {i.dtype} [{i.kind}]" for i in probe.inputs)
+        console.print(f"inputs: {desc}" + (" (from --data)" if probe.from_data else ""))
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for col in ("call", "class", "input mask", "mask received", "output", "output mask", "role"):
+        table.add_column(col, overflow="fold")
+    for row in call_rows(report):
+        style = ROLE_STYLE.get(row[-1], "") if color else ""
+        table.add_row(*row[:-1], Text(row[-1], style=style))
+    console.print(table)
+    if any(not c.observed for c in t.calls):
+        console.print("* from the symbolic graph only (the forward pass stopped before it)")
+    for o in t.outputs:
+        console.print(f"output '{o.name}' <- {o.source}: {_shape(o.shape)} mask {_mask(o.mask)}")
+    oracle = report.oracle
+    if oracle is not None and hasattr(oracle, "summary_lines"):
+        for line in oracle.summary_lines():
+            console.print(line)
+    console.print()
+    if not report.findings:
+        console.print(Text("No findings.", style="bold green" if color else ""))
+    for f in report.findings:
+        head = Text()
+        head.append(f"{f.rule} ", style="bold")
+        head.append(f"[{f.severity.value}]", style=SEVERITY_STYLE.get(f.severity.value, ""))
+        head.append(f" {f.name} at {f.path or f.layer or '<model>'}")
+        console.print(head)
+        console.print(f"  {f.message}")
+        if f.suggestion:
+            console.print(f"  suggestion: {f.suggestion}")
+        if f.fix is not None:
+            console.print(f"  fix: {f.fix.applicability.value}: {f.fix.description}")
+    counts = {}
+    for f in report.findings:
+        counts[f.severity.value] = counts.get(f.severity.value, 0) + 1
+    if report.findings:
+        console.print(
+            "\n"
+            + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("error", "warning", "info"))
+            + ". Run `maskviz explain ID` for a rule's documentation."
+        )
+    return buf.getvalue().rstrip() + "\n"
+
+
+def render_sarif(report: Any) -> str:
+    """SARIF 2.1.0, for code-scanning UIs in CI."""
+    from . import __version__
+    from .rules import all_rules
+
+    rules = all_rules()
+    level = {"error": "error", "warning": "warning", "info": "note"}
+    doc = {
+        "version": "2.1.0",
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "maskviz",
+                        "version": __version__,
+                        "rules": [
+                            {
+                                "id": r.id,
+                                "name": r.name,
+                                "shortDescription": {"text": r.summary},
+                                "fullDescription": {"text": r.doc},
+                                "defaultConfiguration": {"level": level[r.severity.value]},
+                            }
+                            for r in rules
+                        ],
+                    }
+                },
+                "results": [
+                    {
+                        "ruleId": f.rule,
+                        "level": level[f.severity.value],
+                        "message": {
+                            "text": f.message + (f" {f.suggestion}" if f.suggestion else "")
+                        },
+                        "locations": [
+                            {
+                                "logicalLocations": [
+                                    {
+                                        "name": f.layer,
+                                        "fullyQualifiedName": f"{report.trace.model_name}/{f.path}",
+                                        "kind": "object",
+                                    }
+                                ]
+                            }
+                        ],
+                    }
+                    for f in report.findings
+                ],
+            }
+        ],
+    }
+    return json.dumps(doc, indent=2)
