@@ -271,9 +271,9 @@ class MaskedRNN(keras.layers.Layer):
         if initial_state is None:
             states = self.get_initial_state(batch_size)
         else:
-            states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [
-                initial_state
-            ]
+            states = (
+                list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+            )
         n_states = len(self.state_shapes)
         if len(states) != n_states:
             raise ValueError(
@@ -372,6 +372,7 @@ class MaskedRNN(keras.layers.Layer):
             "go_backwards": self.go_backwards,
             "unroll": self.unroll,
             "zero_output_for_mask": self.zero_output_for_mask,
+            "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
         }
         return {**super().get_config(), **config}
 
