@@ -57,3 +57,12 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'maskviz' has no attribute {name!r}")
+
+
+def _install_layer_registration() -> None:
+    from ._register import install
+
+    install()
+
+
+_install_layer_registration()

@@ -45,14 +45,16 @@ def is_symbolic(x: Any) -> bool:
 
 
 def call_accepts_mask(layer: Any) -> bool:
-    """Whether `layer.call` has a `mask` parameter (Keras only fills it then)."""
+    """Whether `layer.call` takes a mask Keras fills: a `mask` parameter, or
+    `<arg>_mask` parameters (`query_mask`, `value_mask`)."""
     params = getattr(layer, "call_signature_parameters", None)
     if params is None:
         try:
             params = list(inspect.signature(type(layer).call).parameters)
         except (TypeError, ValueError):
             return False
-    return "mask" in params
+    params = list(params)
+    return "mask" in params or any(p.endswith("_mask") and p[:-5] in params for p in params)
 
 
 def compute_mask_overridden(layer: Any) -> bool:

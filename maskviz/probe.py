@@ -191,6 +191,10 @@ def make_probe(
 
     values: dict[str, np.ndarray] = {}
     keeps: dict[str, np.ndarray | None] = {}
+    seq_index: dict[str, int] = {}
+    for m, d in pairs.items():  # a mask input shares its data input's padding
+        if d is not None:
+            seq_index.setdefault(d, len(seq_index))
     inputs = []
     for name, shape, dtype, _ in specs:
         kind, info = kinds[name]
@@ -198,7 +202,12 @@ def make_probe(
             (t_len if i == 1 else DEFAULT_DIM) if d is None else int(d)
             for i, d in enumerate(shape[1:], start=1)
         ]
-        row_keep = keep if len(full) >= 2 and full[1] == t_len else None
+        row_keep = None
+        if len(full) >= 2 and full[1] == t_len:
+            # Independent sequences get different padding (rows rotated), so that
+            # a mask taken from the wrong sequence shows; paired ones share it.
+            anchor = name if kind != "mask" else (pairs.get(name) or name)
+            row_keep = np.roll(keep, seq_index.setdefault(anchor, len(seq_index)), axis=0)
         if kind == "tokens":
             vocab = max(2, info.get("vocab", 100))
             arr = rng.integers(1, vocab, size=full)
@@ -218,8 +227,8 @@ def make_probe(
                 )
         elif kind == "mask":
             arr = (
-                keep.astype(dtype)
-                if len(full) == 2 and full[1] == t_len
+                row_keep.astype(dtype)
+                if row_keep is not None and len(full) == 2
                 else np.ones(full, dtype=dtype)
             )
         elif dtype == "bool":

@@ -452,6 +452,8 @@ class _Frame:
         self.call_seen = False
         self.steps = 1
         self.root = False
+        self.in_masks: list[Any] = []
+        self.first_masks: list[Any] = []
 
 
 class _Unset:
@@ -592,8 +594,7 @@ class Tracer:
                 return original(*args, **kwargs)
             if top.layer is layer and not top.call_seen:
                 top.call_seen = True
-                if tracer.ki.call_accepts_mask(layer):
-                    top.received = kwargs.get("mask", None)
+                top.received = _received_masks(layer, kwargs)
                 return original(*args, **kwargs)
             # A direct `layer.call(...)` from an enclosing layer (TimeDistributed).
             key = (top.call_id, id(layer))
@@ -606,9 +607,7 @@ class Tracer:
                     tracer.suppress -= 1
             frame = tracer._enter(layer, args, kwargs, via="call")
             frame.call_seen = True
-            frame.received = (
-                kwargs.get("mask", None) if tracer.ki.call_accepts_mask(layer) else None
-            )
+            frame.received = _received_masks(layer, kwargs)
             tracer.direct[key] = frame
             try:
                 out = original(*args, **kwargs)
@@ -644,6 +643,9 @@ class Tracer:
         else:
             frame.input_sources = [self._source_of(frame, t) for _, t in frame.inputs]
         frame.first_arg = args[0] if args else (kwargs.get(names[0]) if names else None)
+        # Read masks now: some layers (MultiHeadAttention) remove them during the call.
+        frame.in_masks = [self.ki.get_mask(t) for _, t in frame.inputs]
+        frame.first_masks = [self.ki.get_mask(t) for t in _flat(frame.first_arg)]
         if "mask" in kwargs and kwargs["mask"] is not None and via == "__call__":
             frame.explicit = True
             frame.explicit_mask = kwargs["mask"]
@@ -674,7 +676,7 @@ class Tracer:
         ki = self.ki
         layer = frame.layer
         first_tensors = _flat(frame.first_arg)
-        first_masks = [ki.get_mask(t) for t in first_tensors]
+        first_masks = frame.first_masks
         first_mask = first_masks[0] if first_masks else None
         received = None if frame.received is _UNSET else frame.received
         received_flat = None if received is None else _flat_masks(received)
@@ -724,7 +726,7 @@ class Tracer:
             ]
 
         in_tensors = [t for _, t in frame.inputs]
-        in_masks = [ki.get_mask(t) for t in in_tensors]
+        in_masks = frame.in_masks
         in_masked = any(m is not None for m in in_masks) or frame.explicit
         out_masked = any(m is not None for m in out_masks)
         ref_in = (
@@ -813,6 +815,18 @@ class Tracer:
                     rec = _replace(rec, steps=self.direct[key].steps)
             recs.append(rec)
         return recs
+
+
+def _received_masks(layer: Any, kwargs: Mapping[str, Any]) -> Any:
+    """The masks `call` got: its `mask` argument, or the `<arg>_mask` arguments Keras
+    fills for calls with several tensor arguments (`query_mask`, `value_mask`)."""
+    names = _param_names(layer)
+    if "mask" in names:
+        return kwargs.get("mask", None)
+    extra = [kwargs.get(n) for n in names if n.endswith("_mask") and n[:-5] in names]
+    if any(m is not None for m in extra):
+        return extra
+    return None
 
 
 def _is_loop_body(parent: Any, layer: Any) -> bool:

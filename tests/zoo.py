@@ -1,0 +1,322 @@
+"""Fixture models, each named for the mask bug it shows; `*_fixed` twins are the
+corrected version of the same model. Built lazily, once per test session."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+L = keras.layers
+
+
+def seq2seq_initial_state():
+    enc = keras.Input((None,), dtype="int32", name="encoder_tokens")
+    dec = keras.Input((None,), dtype="int32", name="decoder_tokens")
+    x = L.Embedding(40, 8, mask_zero=True, name="enc_embedding")(enc)
+    _, h, c = L.LSTM(8, return_state=True, name="encoder")(x)
+    y = L.Embedding(40, 8, mask_zero=True, name="dec_embedding")(dec)
+    y = L.LSTM(8, return_sequences=True, name="decoder")(y, initial_state=[h, c])
+    out = L.Dense(40, activation="softmax", name="logits")(y)
+    return keras.Model([enc, dec], out, name="seq2seq")
+
+
+def seq2seq_initial_state_fixed():
+    enc = keras.Input((None,), dtype="int32", name="encoder_tokens")
+    dec = keras.Input((None,), dtype="int32", name="decoder_tokens")
+    x = L.Embedding(40, 8, mask_zero=True, name="enc_embedding")(enc)
+    _, h, c = L.LSTM(8, return_state=True, name="encoder")(x)
+    emb = L.Embedding(40, 8, mask_zero=True, name="dec_embedding")
+    y = emb(dec)
+    y = L.LSTM(8, return_sequences=True, name="decoder")(
+        y, initial_state=[h, c], mask=emb.compute_mask(dec)
+    )
+    out = L.Dense(40, activation="softmax", name="logits")(y)
+    return keras.Model([enc, dec], out, name="seq2seq_fixed")
+
+
+def conv1d_after_masking():
+    i = keras.Input((None, 4), name="features")
+    x = L.Masking(0.0)(i)
+    x = L.Conv1D(4, 3, padding="same")(x)
+    x = L.LSTM(4)(x)
+    return keras.Model(i, L.Dense(1)(x), name="conv1d_after_masking")
+
+
+def conv1d_after_masking_fixed():
+    i = keras.Input((None, 4), name="features")
+    x = L.Masking(0.0)(i)
+    x = L.Dense(4)(x)  # per step: Keras propagates the mask
+    x = L.LSTM(4)(x)
+    return keras.Model(i, L.Dense(1)(x), name="conv1d_after_masking_fixed")
+
+
+@keras.saving.register_keras_serializable(package="maskviz_tests")
+class UnmaskAll(keras.layers.Layer):
+    """Per-step identity-like layer whose compute_mask keeps every step."""
+
+    def call(self, x):
+        return x * 1.0
+
+    def compute_mask(self, x, mask=None):
+        return keras.ops.ones_like(x[..., 0], dtype="bool")
+
+
+@keras.saving.register_keras_serializable(package="maskviz_tests")
+class KeepMask(keras.layers.Layer):
+    def call(self, x):
+        return x * 1.0
+
+    def compute_mask(self, x, mask=None):
+        return mask
+
+
+def weakened_mask():
+    i = keras.Input((None,), dtype="int32")
+    x = L.Embedding(30, 4, mask_zero=True)(i)
+    x = UnmaskAll(name="unmask_all")(x)
+    x = L.GRU(4)(x)
+    return keras.Model(i, x, name="weakened_mask")
+
+
+def weakened_mask_fixed():
+    i = keras.Input((None,), dtype="int32")
+    x = L.Embedding(30, 4, mask_zero=True)(i)
+    x = KeepMask(name="keep_mask")(x)
+    x = L.GRU(4)(x)
+    return keras.Model(i, x, name="weakened_mask_fixed")
+
+
+def masking_5d_convlstm_same():
+    i = keras.Input((4, 6, 6, 1), name="video")
+    x = L.Masking()(i)
+    x = L.ConvLSTM2D(2, 3, padding="same")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(i, L.Dense(1)(x), name="masking_5d_convlstm_same")
+
+
+def masking_5d_convlstm_valid():
+    i = keras.Input((4, 6, 6, 1), name="video")
+    x = L.Masking()(i)
+    x = L.ConvLSTM2D(2, 3, padding="valid")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(i, L.Dense(1)(x), name="masking_5d_convlstm_valid")
+
+
+def masking_5d_convlstm_fixed():
+    from maskviz.layers import TimestepMasking
+
+    i = keras.Input((4, 6, 6, 1), name="video")
+    x = TimestepMasking()(i)
+    x = L.ConvLSTM2D(2, 3, padding="valid")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(i, L.Dense(1)(x), name="masking_5d_convlstm_fixed")
+
+
+def timedistributed_embedding():
+    i = keras.Input((3, 5), dtype="int32", name="chars")
+    x = L.TimeDistributed(L.Embedding(20, 4, mask_zero=True))(i)
+    x = L.TimeDistributed(L.LSTM(4))(x)
+    x = L.LSTM(4)(x)
+    return keras.Model(i, L.Dense(1)(x), name="timedistributed_embedding")
+
+
+def timedistributed_dense():
+    i = keras.Input((None, 4), name="features")
+    x = L.Masking()(i)
+    x = L.GRU(4, return_sequences=True)(x)
+    x = L.TimeDistributed(L.Dense(2))(x)
+    return keras.Model(i, x, name="timedistributed_dense")
+
+
+@keras.saving.register_keras_serializable(package="maskviz_tests")
+class Downsample(keras.layers.Layer):
+    """Keeps every other step but passes the mask on unchanged (the bug)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.supports_masking = True
+
+    def call(self, x):
+        return x[:, ::2]
+
+
+@keras.saving.register_keras_serializable(package="maskviz_tests")
+class DownsampleFixed(Downsample):
+    def compute_mask(self, x, mask=None):
+        return None if mask is None else mask[:, ::2]
+
+
+def strided_mask():
+    i = keras.Input((8,), dtype="int32")
+    x = L.Embedding(30, 4, mask_zero=True)(i)
+    x = Downsample(name="downsample")(x)
+    return keras.Model(i, L.LSTM(4)(x), name="strided_mask")
+
+
+def strided_mask_fixed():
+    i = keras.Input((8,), dtype="int32")
+    x = L.Embedding(30, 4, mask_zero=True)(i)
+    x = DownsampleFixed(name="downsample")(x)
+    return keras.Model(i, L.LSTM(4)(x), name="strided_mask_fixed")
+
+
+@keras.saving.register_keras_serializable(package="maskviz_tests")
+class NotEqualZero(keras.layers.Layer):
+    def call(self, x):
+        return keras.ops.not_equal(x, 0)
+
+
+def explicit_mask_override():
+    a = keras.Input((8,), dtype="int32", name="a")
+    b = keras.Input((8,), dtype="int32", name="b")
+    other_mask = NotEqualZero(name="a_mask")(a)
+    xb = L.Embedding(30, 4, mask_zero=True)(b)
+    y = L.LSTM(4, name="lstm_b")(xb, mask=other_mask)
+    return keras.Model([a, b], y, name="explicit_mask_override")
+
+
+def explicit_mask_override_fixed():
+    a = keras.Input((8,), dtype="int32", name="a")
+    b = keras.Input((8,), dtype="int32", name="b")
+    xa = L.Embedding(30, 4, mask_zero=True)(a)
+    xb = L.Embedding(30, 4, mask_zero=True)(b)
+    y = L.LSTM(4, name="lstm_b")(xb)
+    ya = L.LSTM(4, name="lstm_a")(xa)
+    return keras.Model([a, b], L.Concatenate()([ya, y]), name="explicit_mask_override_fixed")
+
+
+def flatten_after_embedding():
+    i = keras.Input((10,), dtype="int32")
+    x = L.Embedding(30, 4, mask_zero=True)(i)
+    x = L.Flatten()(x)
+    return keras.Model(i, L.Dense(1)(x), name="flatten_after_embedding")
+
+
+def flatten_after_embedding_fixed():
+    i = keras.Input((10,), dtype="int32")
+    x = L.Embedding(30, 4, mask_zero=True)(i)
+    x = L.GlobalAveragePooling1D()(x)
+    return keras.Model(i, L.Dense(1)(x), name="flatten_after_embedding_fixed")
+
+
+@keras.saving.register_keras_serializable(package="maskviz_tests")
+class IgnoredComputeMask(keras.layers.Layer):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.supports_masking = False
+
+    def call(self, x):
+        return x * 2.0
+
+    def compute_mask(self, x, mask=None):
+        return mask
+
+
+def compute_mask_ignored():
+    i = keras.Input((None,), dtype="int32")
+    x = L.Embedding(30, 4, mask_zero=True)(i)
+    x = IgnoredComputeMask(name="ignored")(x)
+    return keras.Model(i, L.GlobalAveragePooling1D()(x), name="compute_mask_ignored")
+
+
+def compute_mask_ignored_fixed():
+    i = keras.Input((None,), dtype="int32")
+    x = L.Embedding(30, 4, mask_zero=True)(i)
+    x = KeepMask(name="kept")(x)
+    return keras.Model(i, L.GlobalAveragePooling1D()(x), name="compute_mask_ignored_fixed")
+
+
+# ----------------------------------------------------------------------------- clean
+
+
+def clean_lstm():
+    i = keras.Input((None,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 8, mask_zero=True)(i)
+    x = L.LSTM(8)(x)
+    return keras.Model(i, L.Dense(1)(x), name="clean_lstm")
+
+
+def bidirectional_tagger():
+    i = keras.Input((None,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 8, mask_zero=True)(i)
+    x = L.Bidirectional(L.LSTM(4, return_sequences=True))(x)
+    return keras.Model(i, L.Dense(3)(x), name="bidirectional_tagger")
+
+
+def transformer_block():
+    i = keras.Input((12,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 8, mask_zero=True)(i)
+    a = L.MultiHeadAttention(2, 4)(x, x)
+    x = L.LayerNormalization()(L.Add()([x, a]))
+    f = L.Dense(8)(L.Dense(16, activation="relu")(x))
+    x = L.LayerNormalization()(L.Add()([x, f]))
+    x = L.GlobalAveragePooling1D()(x)
+    return keras.Model(i, L.Dense(1)(x), name="transformer_block")
+
+
+def nested_encoder():
+    inner_in = keras.Input((None, 8))
+    inner = keras.Model(
+        inner_in, L.LSTM(8, return_sequences=True)(L.Dense(8)(inner_in)), name="encoder"
+    )
+    i = keras.Input((None,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 8, mask_zero=True)(i)
+    x = inner(x)
+    x = L.GlobalAveragePooling1D()(x)
+    return keras.Model(i, L.Dense(1)(x), name="nested_encoder")
+
+
+def shared_embedding():
+    a = keras.Input((None,), dtype="int32", name="left")
+    b = keras.Input((None,), dtype="int32", name="right")
+    emb = L.Embedding(30, 8, mask_zero=True, name="shared_emb")
+    rnn = L.GRU(4, name="shared_gru")
+    ya, yb = rnn(emb(a)), rnn(emb(b))
+    return keras.Model([a, b], L.Dense(1)(L.Concatenate()([ya, yb])), name="shared_embedding")
+
+
+def sequential_lstm():
+    return keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32"),
+            L.Embedding(30, 8, mask_zero=True),
+            L.LSTM(4),
+            L.Dense(1),
+        ],
+        name="sequential_lstm",
+    )
+
+
+class SubclassedTagger(keras.Model):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.emb = L.Embedding(30, 8, mask_zero=True)
+        self.rnn = L.GRU(4, return_sequences=True)
+        self.out = L.Dense(2)
+
+    def call(self, x):
+        return self.out(self.rnn(self.emb(x)))
+
+
+def subclassed_tagger():
+    m = SubclassedTagger(name="subclassed_tagger")
+    m(np.ones((2, 6), "int32"))
+    return m
+
+
+def no_masks():
+    i = keras.Input((5,), name="x")
+    return keras.Model(i, L.Dense(1)(L.Dense(4)(i)), name="no_masks")
+
+
+class Zoo:
+    """Builds each model on first use and keeps it for the session."""
+
+    def __init__(self):
+        self._cache = {}
+
+    def __getitem__(self, name: str):
+        if name not in self._cache:
+            keras.utils.set_random_seed(0)
+            self._cache[name] = globals()[name]()
+        return self._cache[name]
