@@ -559,7 +559,7 @@ class MaskedGRU(_CellWrappingRNN):
     Example:
 
     >>> gru = MaskedGRU(8, return_sequences=True)
-    >>> gru(keras.ops.ones((2, 5, 3))).shape
+    >>> tuple(gru(keras.ops.ones((2, 5, 3))).shape)
     (2, 5, 8)
     """
 
