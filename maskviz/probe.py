@@ -192,7 +192,7 @@ def make_probe(
     values: dict[str, np.ndarray] = {}
     keeps: dict[str, np.ndarray | None] = {}
     seq_index: dict[str, int] = {}
-    for m, d in pairs.items():  # a mask input shares its data input's padding
+    for d in pairs.values():  # a mask input shares its data input's padding
         if d is not None:
             seq_index.setdefault(d, len(seq_index))
     inputs = []

@@ -503,7 +503,7 @@ class Tracer:
             f = _Frame(layer, "", "", None, -1, 0, self.seq, via)
             f.root = True
             return f
-        prefix = "" if parent.root else parent.path + "/"
+        prefix = "" if parent.root else parent.call_id + "/"
         path = prefix + layer.name
         idx = self.counts.get(path, 0)
         self.counts[path] = idx + 1
