@@ -71,6 +71,7 @@ def render_text(report: Any, *, width: int = 120, color: bool = False) -> str:
         no_color=not color,
         highlight=False,
         emoji=False,
+        markup=False,
     )
     t = report.trace
     console.print(
@@ -85,8 +86,10 @@ def render_text(report: Any, *, width: int = 120, color: bool = False) -> str:
         desc = ", ".join(f"{i.name} {_shape(i.shape)} {i.dtype} [{i.kind}]" for i in probe.inputs)
         console.print(f"inputs: {desc}" + (" (from --data)" if probe.from_data else ""))
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for col in ("call", "class", "input mask", "mask received", "output", "output mask", "role"):
-        table.add_column(col, overflow="fold")
+    table.add_column("call", overflow="fold")
+    table.add_column("class", no_wrap=True, overflow="ellipsis", max_width=22)
+    for col in ("input mask", "received", "output", "output mask", "role"):
+        table.add_column(col, no_wrap=True)
     for row in call_rows(report):
         style = ROLE_STYLE.get(row[-1], "") if color else ""
         table.add_row(*row[:-1], Text(row[-1], style=style))

@@ -38,6 +38,14 @@ def _seq_input(call: Any) -> Any:
     return None
 
 
+def _broadcastable(mask_shape: tuple, shape: tuple) -> bool:
+    """A mask of 1s on some axes (an attention mask `(batch, 1, 1, keys)`) broadcasts
+    against its tensor: it is not misaligned."""
+    if len(mask_shape) > len(shape) or 1 not in mask_shape[1:]:
+        return False
+    return all(m in (None, 1, d) for m, d in zip(mask_shape, shape))
+
+
 def _keeps_time(call: Any) -> bool:
     """The call's first output still has the (batch, time) axes of its input."""
     seq = _seq_input(call)
@@ -153,20 +161,39 @@ def _drop_suggestion(call: Any) -> str:
             "Flatten mixes all steps into one vector: pool over time with a mask-aware layer "
             "(`GlobalAveragePooling1D()` uses the mask) instead of Flatten."
         )
-    if not call.supports_masking:
+    if not call.supports_masking and _keeps_time(call):
         return (
             f"If `{cls}` works per timestep, set `self.supports_masking = True` in its "
-            "`__init__`, or wrap it: `maskviz.layers.MaskPassthrough(layer)`."
+            f"`__init__`, or wrap it: `maskviz.layers.MaskPassthrough({cls}(...))`."
         )
-    return f"Pass the mask on explicitly, e.g. `{cls}.compute_mask` returning the incoming mask."
+    if not call.supports_masking:
+        return (
+            f"`{cls}` changes the time axis, so the incoming mask cannot be passed on as is: "
+            f"define `{cls}.compute_mask` to return the mask for its output, or pool over "
+            "time with a mask-aware layer before it."
+        )
+    return (
+        f"Pass the mask on: make `{cls}.compute_mask(inputs, mask)` return the incoming "
+        "mask (or the mask of its output's steps)."
+    )
 
 
 def _drop_fix(call: Any) -> Fix:
     cls = call.class_name
     if cls in ("Conv1D", "GlobalMaxPooling1D"):
-        return Fix(Applicability.SAFE, f"replace {cls} with its maskviz.layers mask-aware twin")
-    if not call.supports_masking:
-        return Fix(Applicability.UNSAFE, f"wrap {cls} in maskviz.layers.MaskPassthrough")
+        return Fix(
+            Applicability.SAFE,
+            f"replace {cls} with maskviz.layers.Masked{cls} (same weights)",
+            replace=lambda layer: __import__("maskviz.patch", fromlist=["_"]).masked_twin(layer),
+        )
+    if not call.supports_masking and _keeps_time(call):
+        return Fix(
+            Applicability.UNSAFE,
+            f"wrap {cls} in maskviz.layers.MaskPassthrough (assumes it works per timestep)",
+            replace=lambda layer: __import__("maskviz.patch", fromlist=["_"]).mask_passthrough(
+                layer
+            ),
+        )
     return Fix(Applicability.DISPLAY_ONLY, "propagate the mask in compute_mask")
 
 
@@ -218,9 +245,12 @@ def mask_not_delivered(ctx: Context) -> Iterator[Finding]:
             f"({', '.join([seq.arg, *others])}); Keras fills `mask` only for a call with "
             "one tensor argument.",
             suggestion=(
-                f"Pass the mask explicitly: `{call.name}(..., mask=mask)` with the mask of "
-                f"`{seq.arg}` (e.g. `embedding.compute_mask(tokens)`), or use "
-                "`maskviz.layers.MaskedLSTM`/`MaskedGRU`/`MaskedRNN`, which read it themselves."
+                f"Pass the mask explicitly: `{call.name}({seq.arg}, "
+                + "".join(f"{a.split('[')[0]}=..., " for a in dict.fromkeys(others))
+                + f"mask=mask)` with the mask of `{seq.arg}`, e.g. "
+                "`mask = embedding.compute_mask(tokens)`. Or use "
+                "`maskviz.layers.MaskedLSTM`/`MaskedGRU`/`MaskedRNN` "
+                "(`MaskedLSTM.from_layer(lstm)` keeps the weights), which read it themselves."
             ),
             fix=Fix(
                 Applicability.SAFE,
@@ -272,7 +302,16 @@ def mask_rank_mismatch(ctx: Context) -> Iterator[Finding]:
             got = call.received_mask[0]
         elif call.call_accepts_mask and seq.mask is not None and (call.error or not call.observed):
             got = seq.mask
-        if got is not None and call.call_accepts_mask and len(seq.shape) > 3 and got.rank > 2:
+        # Only a mask the sequence input itself carried: an explicit broadcastable
+        # mask (an attention mask handed to Softmax) is not a per-step mask.
+        carried = seq.mask is not None and (got is None or got.shape == seq.mask.shape)
+        if (
+            got is not None
+            and carried
+            and call.call_accepts_mask
+            and len(seq.shape) > 3
+            and got.rank > 2
+        ):
             src = _mask_source(ctx, seq)
             yield ctx.finding(
                 "MV103",
@@ -287,7 +326,13 @@ def mask_rank_mismatch(ctx: Context) -> Iterator[Finding]:
                     "`maskviz.layers.TimestepMasking(mask_value=...)`, whose mask is "
                     "(batch, time) for inputs of any rank."
                 ),
-                fix=Fix(Applicability.SAFE, "replace Masking with maskviz.layers.TimestepMasking"),
+                fix=Fix(
+                    Applicability.SAFE,
+                    "replace Masking with maskviz.layers.TimestepMasking",
+                    replace=lambda layer: __import__(
+                        "maskviz.patch", fromlist=["_"]
+                    ).timestep_masking(layer),
+                ),
                 details=(("mask_source", src),),
             )
         for t in call.outputs:
@@ -352,6 +397,8 @@ def mask_time_misaligned(ctx: Context) -> Iterator[Finding]:
             if t.mask is None or len(t.shape) < 2 or t.mask.rank < 2:
                 continue
             mt, tt = t.mask.shape[1], t.shape[1]
+            if _broadcastable(t.mask.shape, t.shape):
+                continue
             if mt is not None and tt is not None and mt != tt:
                 seq = _seq_input(call)
                 yield ctx.finding(
@@ -392,6 +439,9 @@ def mask_time_misaligned(ctx: Context) -> Iterator[Finding]:
                     fix=Fix(
                         Applicability.SAFE,
                         "replace TimeDistributed with maskviz.layers.MaskedTimeDistributed",
+                        replace=lambda layer: __import__(
+                            "maskviz.patch", fromlist=["_"]
+                        ).masked_time_distributed(layer),
                     ),
                 )
             else:
