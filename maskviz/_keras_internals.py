@@ -30,6 +30,15 @@ def get_mask(x: Any) -> Any:
         return None
 
 
+def set_mask(x: Any, mask: Any) -> Any:
+    """Attaches `mask` to tensor `x` as Keras does (`_keras_mask`); returns `x`.
+
+    Used by the leak oracle to keep a generator's mask on values it perturbed.
+    """
+    _backend.set_keras_mask(x, mask)
+    return x
+
+
 def is_tensor(x: Any) -> bool:
     """True for backend tensors and KerasTensors."""
     if isinstance(x, keras.KerasTensor):

@@ -526,16 +526,10 @@ class Tracer:
             return hit
         # Not produced by a traced call: it may be an enclosing call's input,
         # converted on the way in (Functional standardises its inputs).
-        enclosing = self.stack[-1] if self.stack else None
-        while enclosing is not None:
+        for enclosing in reversed(self.stack):
             for (_, t), src in zip(enclosing.inputs, enclosing.input_sources):
                 if _same_value(t, x):
                     return src
-            if enclosing.root:
-                break
-            enclosing = (
-                self.stack[self.stack.index(enclosing) - 1] if enclosing in self.stack[1:] else None
-            )
         return (None, 0)
 
     def _register_outputs(self, call_id: str, outputs: list[Any]) -> None:
@@ -806,13 +800,12 @@ class Tracer:
         )
 
     def finish(self) -> list[CallRecord]:
-        # Direct-call frames count their steps after the record was made.
+        # Per-step calls count their steps after the record was made.
+        steps = {f.call_id: f.steps for f in self.direct.values()}
         recs = []
         for _seq, rec in sorted(self.records, key=lambda r: r[0]):
-            if any(f.call_id == rec.id for f in self.direct.values()):
-                key = next((k for k, f in self.direct.items() if f.call_id == rec.id), None)
-                if key is not None and self.direct[key].steps != rec.steps:
-                    rec = _replace(rec, steps=self.direct[key].steps)
+            if steps.get(rec.id, rec.steps) != rec.steps:
+                rec = _replace(rec, steps=steps[rec.id])
             recs.append(rec)
         return recs
 

@@ -9,6 +9,7 @@ save/load. Backend-agnostic: the same checks run on TensorFlow and on JAX.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import tempfile
@@ -112,7 +113,7 @@ def run_layer_test(
     registered = keras.saving.get_registered_name(layer_cls)
     assert registered == f"maskviz>{layer_cls.__name__}", registered
     config = layer.get_config()
-    revived = layer_cls.from_config(config)
+    revived = layer_cls.from_config(copy.deepcopy(config))
     assert _nan_equal_configs(revived.get_config(), config), (config, revived.get_config())
 
     # 2. Build.
@@ -137,7 +138,10 @@ def run_layer_test(
         exp_shapes,
     )
     if expected_output is not None:
-        for o, e in zip(outputs, _as_list(expected_output), strict=True):
+        expected_outputs = (
+            expected_output if isinstance(expected_output_shape, list) else [expected_output]
+        )
+        for o, e in zip(outputs, expected_outputs, strict=True):
             np.testing.assert_allclose(ops.convert_to_numpy(o), e, atol=atol)
     out_masks = _as_list(layer.compute_mask(x, m))
     exp_mask_shapes = (
@@ -154,7 +158,7 @@ def run_layer_test(
         np.testing.assert_array_equal(ops.convert_to_numpy(out_masks[0]), expected_mask)
 
     # 4. Symbolic call.
-    sym_layer = layer_cls.from_config(config)
+    sym_layer = layer_cls.from_config(copy.deepcopy(config))
     data_in = keras.Input(input_data.shape[1:], dtype=str(input_data.dtype))
     inputs = [data_in]
     if mask is not None:

@@ -18,6 +18,15 @@ def _call_accepts(layer: Any, name: str) -> bool:
         return False
 
 
+def _wrapper_from_config(cls: type, config: dict[str, Any], custom_objects: Any) -> Any:
+    """`Wrapper.from_config` without mutating `config` (Keras pops "layer")."""
+    config = dict(config)
+    layer = keras.saving.deserialize_keras_object(
+        config.pop("layer"), custom_objects=custom_objects
+    )
+    return cls(layer, **config)
+
+
 @keras.saving.register_keras_serializable(package="maskviz")
 class MaskedTimeDistributed(keras.layers.Wrapper):
     """Applies a layer to every timestep and keeps the mask it makes.
@@ -62,6 +71,10 @@ class MaskedTimeDistributed(keras.layers.Wrapper):
         # layer's own mask and the incoming one (compute_mask below).
         self.supports_masking = True
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Any:
+        return _wrapper_from_config(cls, config, custom_objects)
+
     @staticmethod
     def _step_shape(input_shape: Any) -> tuple[Any, ...]:
         if len(input_shape) < 3:
@@ -82,14 +95,14 @@ class MaskedTimeDistributed(keras.layers.Wrapper):
     def _flatten(self, x: Any) -> tuple[Any, Any, Any]:
         shape = ops.shape(x)
         batch, time = shape[0], shape[1]
-        flat = ops.reshape(x, (-1, *x.shape[2:]))
+        flat = ops.reshape(x, (-1, *shape[2:]))
         return flat, batch, time
 
     @staticmethod
     def _inner_input_mask(mask: Any) -> Any:
         if mask is None or len(mask.shape) <= 2:
             return None
-        return ops.reshape(ops.cast(mask, "bool"), (-1, *mask.shape[2:]))
+        return ops.reshape(ops.cast(mask, "bool"), (-1, *ops.shape(mask)[2:]))
 
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
         flat, batch, time = self._flatten(inputs)
@@ -100,7 +113,7 @@ class MaskedTimeDistributed(keras.layers.Wrapper):
         if inner_mask is not None and _call_accepts(self.layer, "mask"):
             kwargs["mask"] = inner_mask
         outputs = self.layer(flat, **kwargs)
-        return ops.reshape(outputs, (batch, time, *outputs.shape[1:]))
+        return ops.reshape(outputs, (batch, time, *ops.shape(outputs)[1:]))
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         # Keras's TimeDistributed drops the inner layer's mask; here it is the
@@ -126,11 +139,13 @@ class MaskedTimeDistributed(keras.layers.Wrapper):
                     for a, b in zip(rest, out_step_shape[: len(rest)], strict=True)
                 )
             )
-            step_mask = ops.reshape(inner_out, (batch, time, *rest))
+            step_mask = ops.reshape(inner_out, (batch, time, *ops.shape(inner_out)[1:]))
             if not aligned:
                 step_mask = as_time_mask(step_mask)
         elif inner_in is not None:
-            step_mask = as_time_mask(ops.reshape(inner_in, (batch, time, *inner_in.shape[1:])))
+            step_mask = as_time_mask(
+                ops.reshape(inner_in, (batch, time, *ops.shape(inner_in)[1:]))
+            )
 
         time_mask = as_time_mask(mask)
         if step_mask is None:
@@ -188,6 +203,10 @@ class MaskPassthrough(keras.layers.Wrapper):
         # The wrapped layer is per-step, so its output is aligned with its input
         # and the input's mask is the right output mask.
         self.supports_masking = True
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Any:
+        return _wrapper_from_config(cls, config, custom_objects)
 
     def build(self, input_shape: Any) -> None:
         if not self.layer.built:
