@@ -1,0 +1,359 @@
+"""The leak oracle: verdicts checked against what direct perturbation shows.
+
+Every model is built here; verdicts are never hard-coded: where a layer's
+behaviour depends on the installed Keras (GlobalMaxPooling1D and the mask), the
+test perturbs the padding itself and asserts the oracle agrees.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from maskviz import _keras_internals as ki
+from maskviz.oracle import ATOL, RTOL, run_oracle
+from maskviz.probe import make_probe
+from maskviz.trace import run_trace
+
+L = keras.layers
+
+
+def oracle_of(model, *, seed=0, mask_inputs=None, probe=None):
+    probe = probe or make_probe(model, seed=seed, mask_inputs=mask_inputs)
+    trace = run_trace(model, probe.inputs, probe.feed())
+    assert trace.error is None, trace.error
+    return probe, trace, run_oracle(model, probe, trace, seed=seed)
+
+
+def leaks(result) -> set[str]:
+    return {lk.call_id for _, lk in result.leaks}
+
+
+# --------------------------------------------------------------------------- models
+
+
+def conv_after_masking():
+    i = keras.Input((8, 3), name="features")
+    x = L.Masking(0.0, name="masking")(i)
+    x = L.Conv1D(4, 3, padding="same", name="conv1d")(x)
+    x = L.Dense(4, name="dense_a")(x)
+    return keras.Model(i, L.Dense(2, name="dense_b")(x), name="conv_after_masking")
+
+
+def flatten_after_embedding():
+    i = keras.Input((8,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 4, mask_zero=True, name="embedding")(i)
+    x = L.Flatten(name="flatten")(x)
+    return keras.Model(i, L.Dense(2, name="head")(x), name="flatten_after_embedding")
+
+
+def seq2seq(fixed: bool):
+    enc = keras.Input((None,), dtype="int32", name="encoder_tokens")
+    dec = keras.Input((None,), dtype="int32", name="decoder_tokens")
+    x = L.Embedding(40, 8, mask_zero=True, name="enc_embedding")(enc)
+    _, h, c = L.LSTM(8, return_state=True, name="encoder")(x)
+    emb = L.Embedding(40, 8, mask_zero=True, name="dec_embedding")
+    y = emb(dec)
+    kw = {"mask": emb.compute_mask(dec)} if fixed else {}
+    y = L.LSTM(8, return_sequences=True, name="decoder")(y, initial_state=[h, c], **kw)
+    out = L.Dense(40, name="logits")(y)
+    return keras.Model([enc, dec], out, name="seq2seq_fixed" if fixed else "seq2seq")
+
+
+def max_pooling_after_embedding():
+    i = keras.Input((8,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 4, mask_zero=True, name="embedding")(i)
+    x = L.GlobalMaxPooling1D(name="gmp")(x)
+    return keras.Model(i, L.Dense(2, name="head")(x), name="max_pooling_after_embedding")
+
+
+def embedding_lstm_dense():
+    i = keras.Input((None,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 8, mask_zero=True)(i)
+    x = L.LSTM(8)(x)
+    return keras.Model(i, L.Dense(2)(x), name="embedding_lstm_dense")
+
+
+def masking_gru_time_distributed():
+    i = keras.Input((None, 3), name="features")
+    x = L.Masking(0.0)(i)
+    x = L.GRU(6, return_sequences=True)(x)
+    return keras.Model(i, L.TimeDistributed(L.Dense(2))(x), name="masking_gru_td")
+
+
+def bilstm_tagger():
+    i = keras.Input((None,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 8, mask_zero=True)(i)
+    x = L.Bidirectional(L.LSTM(6, return_sequences=True))(x)
+    return keras.Model(i, L.Dense(5)(x), name="bilstm_tagger")
+
+
+def transformer_block():
+    """Self-attention with an explicit padding mask, masked average pooling."""
+    tok = keras.Input((None,), dtype="int32", name="token_ids")
+    pm = keras.Input((None,), dtype="bool", name="padding_mask")
+    x = L.Embedding(30, 16)(tok)
+    a = L.MultiHeadAttention(2, 8)(x, x, attention_mask=keras.ops.expand_dims(pm, 1))
+    x = L.LayerNormalization()(L.Add()([x, a]))
+    f = L.Dense(16)(L.Dense(32, activation="relu")(x))
+    x = L.LayerNormalization()(L.Add()([x, f]))
+    x = L.GlobalAveragePooling1D()(x, mask=pm)
+    return keras.Model([tok, pm], L.Dense(2)(x), name="transformer_block")
+
+
+def bert():
+    import keras_hub
+
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=50,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=16,
+    )
+
+
+BERT_PAIRS = {"padding_mask": "token_ids"}
+
+
+@pytest.fixture(scope="module")
+def models():
+    keras.utils.set_random_seed(1234)
+    built = {}
+
+    def get(name):
+        if name not in built:
+            built[name] = globals()[name]() if name != "seq2seq_fixed" else seq2seq(True)
+        return built[name]
+
+    built["seq2seq"] = seq2seq(False)
+    return get
+
+
+# --------------------------------------------------------------------------- leaks
+
+
+def test_conv1d_after_masking_leaks_at_the_conv_only(models):
+    _, _, r = oracle_of(models("conv_after_masking"))
+    assert leaks(r) == {"conv1d"}
+    (src,) = r.sources
+    changed = {c.call_id for c in src.changed}
+    # The denses changed too (they inherit the leak) but are not leaks themselves.
+    assert {"conv1d", "dense_a", "dense_b"} <= changed
+    (leak,) = src.leaks
+    assert leak.outputs == ("dense_b",)
+    assert leak.paths == (("conv1d", "dense_a", "dense_b"),)
+    assert next(c for c in src.changed if c.call_id == "conv1d").compared == "source-keep"
+    assert "right-padded" in leak.layouts
+
+
+def test_flatten_after_embedding_mask_leaks(models):
+    _, _, r = oracle_of(models("flatten_after_embedding"))
+    assert leaks(r) == {"flatten"}
+    assert r.sources[0].outputs_changed == ("head",)
+
+
+def test_decoder_with_initial_state_leaks_unless_given_its_mask(models):
+    _, trace, r = oracle_of(models("seq2seq"))
+    assert not trace.call("decoder").received  # the structural bug
+    assert leaks(r) == {"decoder"}
+    dec = next(s for s in r.sources if s.source == "dec_embedding")
+    enc = next(s for s in r.sources if s.source == "enc_embedding")
+    assert not enc.leaks
+    assert dec.leaks[0].outputs == ("logits",)
+    # A forward decoder's kept steps come before right padding: only the
+    # left-padded row can change.
+    assert dec.leaks[0].left_padding_only
+    _, _, fixed = oracle_of(models("seq2seq_fixed"))
+    assert not fixed.leaks
+    assert len(fixed.sources) == 2
+
+
+def test_global_max_pooling_verdict_matches_direct_perturbation(models):
+    model = models("max_pooling_after_embedding")
+    probe, trace, r = oracle_of(model)
+    # Direct experiment: the pooling layer alone, on the embedding output with its
+    # mask attached, versus the same with huge values at the padded steps.
+    x = trace.values["embedding"][0]
+    mask = trace.masks["embedding"][0].astype(bool)
+    gmp = model.get_layer("gmp")
+
+    def pooled(values):
+        t = keras.ops.convert_to_tensor(values)
+        ki.set_mask(t, keras.ops.convert_to_tensor(mask))
+        return keras.ops.convert_to_numpy(gmp(t))
+
+    noisy = np.where(mask[..., None], x, 100.0).astype(x.dtype)
+    ignores_mask = not np.allclose(pooled(x), pooled(noisy))
+    assert ("gmp" in leaks(r)) == ignores_mask
+    assert leaks(r) <= {"gmp"}
+
+
+# --------------------------------------------------------------------------- no leaks
+
+CLEAN = [
+    "embedding_lstm_dense",
+    "masking_gru_time_distributed",
+    "bilstm_tagger",
+    "transformer_block",
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("name", CLEAN)
+def test_clean_models_do_not_leak_on_several_seeds(models, name, seed):
+    _, trace, r = oracle_of(models(name), seed=seed)
+    assert r.sources, r.skipped
+    assert not r.leaks
+    outputs = {o.source for o in trace.outputs}
+    for src in r.sources:
+        assert not src.outputs_changed
+        assert not [c for c in src.changed if c.call_id in outputs]
+        assert src.outputs_reached
+
+
+def right_padded_bert_data(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lengths = np.array([16, 3, 9, 12])
+    keep = np.arange(16)[None, :] < lengths[:, None]
+    return {
+        "token_ids": np.where(keep, rng.integers(1, 50, (4, 16)), 0).astype("int32"),
+        "segment_ids": np.zeros((4, 16), "int32"),
+        "padding_mask": keep.astype("int32"),
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bert_backbone_with_right_padding_does_not_leak(models, seed):
+    from maskviz.probe import probe_from_arrays
+
+    model = models("bert")
+    probe = probe_from_arrays(model, right_padded_bert_data(seed), mask_inputs=BERT_PAIRS)
+    _, _, r = oracle_of(model, seed=seed, probe=probe)
+    assert [s.source for s in r.sources] == ["input:token_ids"]
+    assert not r.leaks
+    assert not r.sources[0].outputs_changed
+
+
+def test_bert_pooled_output_reads_padding_when_left_padded(models):
+    """The default probe has a left-padded row: BERT's pooled output reads position
+    0 ([CLS]), which is padding there. The oracle must say exactly that: the
+    sequence output is clean, the pooled output leaks in that row only."""
+    model = models("bert")
+    probe, trace, r = oracle_of(model, mask_inputs=BERT_PAIRS)
+    (src,) = r.sources
+    seq_out = next(o.name for o in trace.outputs if len(o.shape) == 3)
+    k, pooled = next((k, o.name) for k, o in enumerate(trace.outputs) if len(o.shape) == 2)
+    assert seq_out not in src.outputs_changed
+    keep = probe.values["padding_mask"].astype(bool)
+    left_rows = [i for i, row in enumerate(keep) if not row[0] and row.any()]
+    assert left_rows
+    # Direct experiment: another token at a padded position of the left-padded row.
+    values = {k: np.array(v) for k, v in probe.values.items()}
+    row = left_rows[0]
+    values["token_ids"][row, 0] = values["token_ids"][row, 0] % 49 + 1
+    # Flattened like the trace's outputs.
+    before = keras.tree.flatten(model(probe.feed(), training=False))[k]
+    after = keras.tree.flatten(model(probe.feed(values), training=False))[k]
+    changed = not np.allclose(
+        keras.ops.convert_to_numpy(before),
+        keras.ops.convert_to_numpy(after),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+    assert (pooled in src.outputs_changed) == changed
+    assert bool(src.leaks) == changed
+    for lk in src.leaks:
+        assert lk.left_padding_only
+        assert lk.outputs == (pooled,)
+
+
+# --------------------------------------------------------------------------- fully masked
+
+
+def gap_after_embedding():
+    i = keras.Input((8,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 4, mask_zero=True, name="embedding")(i)
+    x = L.GlobalAveragePooling1D(name="gap")(x)
+    return keras.Model(i, L.Dense(2, name="head")(x), name="gap_after_embedding")
+
+
+class AttentionPooling(keras.layers.Layer):
+    """Softmax-weighted pooling over kept steps: fine for any sample with a kept
+    step; for an empty one the weights are uniform over the padding."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.supports_masking = True
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1], 1), initializer="glorot_uniform")
+
+    def call(self, x, mask=None):
+        scores = keras.ops.matmul(x, self.w)[..., 0]
+        if mask is not None:
+            scores = keras.ops.where(mask, scores, -1e9)
+        weights = keras.ops.softmax(scores, axis=1)
+        return keras.ops.sum(x * weights[..., None], axis=1)
+
+    def compute_mask(self, x, mask=None):
+        return None
+
+
+def attention_pooling_after_embedding():
+    i = keras.Input((8,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 4, mask_zero=True, name="embedding")(i)
+    x = AttentionPooling(name="attention_pooling")(x)
+    return keras.Model(i, L.Dense(2, name="head")(x), name="attention_pooling")
+
+
+def test_fully_masked_sample_nan_is_found_at_the_average():
+    _, _, r = oracle_of(gap_after_embedding())
+    (src,) = r.sources
+    assert src.fully_masked_checked
+    assert not src.leaks
+    assert [(i.call_id, i.kind) for i in src.fully_masked] == [("gap", "nonfinite")]
+    assert src.fully_masked[0].outputs == ("head",)
+
+
+def test_fully_masked_sample_depending_on_padding_is_non_neutral():
+    _, _, r = oracle_of(attention_pooling_after_embedding())
+    (src,) = r.sources
+    assert not src.leaks  # rows with a kept step are fine
+    assert [(i.call_id, i.kind) for i in src.fully_masked] == [("attention_pooling", "non-neutral")]
+
+
+def test_masked_rnn_gives_a_neutral_output_for_empty_samples(models):
+    _, _, r = oracle_of(models("embedding_lstm_dense"))
+    (src,) = r.sources
+    assert src.fully_masked_checked
+    assert src.fully_masked == ()
+
+
+# --------------------------------------------------------------------------- mechanics
+
+
+def test_one_run_per_source_deterministic_and_model_untouched(models):
+    model = models("seq2seq")
+    probe = make_probe(model)
+    before = keras.ops.convert_to_numpy(model(probe.feed(), training=False))
+    trace = run_trace(model, probe.inputs, probe.feed())
+    a = run_oracle(model, probe, trace, seed=3)
+    b = run_oracle(model, probe, trace, seed=3)
+    assert a == b
+    assert a.runs == len(a.sources) == 2
+    assert all("call" not in layer.__dict__ for layer in ki.flatten_layers(model))
+    after = keras.ops.convert_to_numpy(model(probe.feed(), training=False))
+    np.testing.assert_array_equal(before, after)
+    d = a.to_dict()
+    assert d["sources"][1]["leaks"][0]["call"] == "decoder"
+
+
+def test_a_model_without_mask_source_is_skipped_with_a_reason():
+    i = keras.Input((8, 3))
+    model = keras.Model(i, L.Dense(2)(L.Conv1D(4, 3)(i)))
+    _, _, r = oracle_of(model)
+    assert r.sources == ()
+    assert r.skipped and "no mask source" in r.skipped[0][1]
