@@ -1,0 +1,190 @@
+"""Behavioural rules MV106-MV109, asserted by rule id (pyflakes style)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+import maskviz
+from maskviz.findings import Severity
+from maskviz.probe import make_probe
+from maskviz.rules import Context, run_rules
+from maskviz.trace import run_trace
+
+L = keras.layers
+BEHAVIOUR = ("MV106", "MV107", "MV108", "MV109")
+
+
+def at(report, rule_id: str) -> dict[str, Severity]:
+    """call id -> severity of the findings of `rule_id`."""
+    return {f.call_id: f.severity for f in report.findings if f.rule == rule_id}
+
+
+def behaviour_ids(report) -> set[str]:
+    return {f.rule for f in report.findings if f.rule in BEHAVIOUR}
+
+
+class Halve(keras.layers.Layer):
+    """Keeps every second step and (wrongly) passes the mask on unchanged."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.supports_masking = True
+
+    def call(self, x):
+        return x[:, ::2]
+
+
+def build(name: str):
+    tok = keras.Input((8,), dtype="int32", name="tokens")
+    feats = keras.Input((8, 3), name="features")
+    if name == "conv_chain":
+        x = L.Masking(0.0, name="masking")(feats)
+        x = L.Conv1D(4, 3, padding="same", name="conv1d")(x)
+        x = L.Dense(4, name="dense_a")(x)
+        return keras.Model(feats, L.Dense(2, name="dense_b")(x))
+    if name == "flatten":
+        x = L.Embedding(30, 4, mask_zero=True, name="embedding")(tok)
+        return keras.Model(tok, L.Dense(2, name="head")(L.Flatten(name="flatten")(x)))
+    if name == "gmp_fixed":
+        x = L.Embedding(30, 4, mask_zero=True, name="embedding")(tok)
+        x = maskviz.layers.MaskedGlobalMaxPooling1D(name="gmp")(x)
+        return keras.Model(tok, L.Dense(2, name="head")(x))
+    if name == "decoder":
+        enc = keras.Input((None,), dtype="int32", name="encoder_tokens")
+        dec = keras.Input((None,), dtype="int32", name="decoder_tokens")
+        x = L.Embedding(40, 8, mask_zero=True)(enc)
+        _, h, c = L.LSTM(8, return_state=True, name="encoder")(x)
+        y = L.Embedding(40, 8, mask_zero=True)(dec)
+        y = L.LSTM(8, return_sequences=True, name="decoder")(y, initial_state=[h, c])
+        return keras.Model([enc, dec], L.Dense(40, name="logits")(y))
+    if name == "gap":
+        x = L.Embedding(30, 4, mask_zero=True)(tok)
+        return keras.Model(tok, L.Dense(2)(L.GlobalAveragePooling1D(name="gap")(x)))
+    if name == "lstm":
+        x = L.Embedding(30, 4, mask_zero=True)(tok)
+        return keras.Model(tok, L.Dense(2, name="head")(L.LSTM(4)(x)))
+    if name == "tagger":
+        x = L.Embedding(30, 4, mask_zero=True)(tok)
+        x = L.Bidirectional(L.LSTM(4, return_sequences=True))(x)
+        return keras.Model(tok, L.Dense(3, name="tags")(x))
+    if name == "halved":
+        x = L.Embedding(30, 4, mask_zero=True)(tok)
+        return keras.Model(tok, L.Dense(3, name="tags")(Halve(name="halve")(x)))
+    if name == "masking":
+        x = L.Masking(0.0, name="masking")(feats)
+        return keras.Model(feats, L.Dense(1)(L.LSTM(4)(x)))
+    raise KeyError(name)
+
+
+@pytest.fixture(scope="module")
+def report():
+    keras.utils.set_random_seed(7)
+    cache = {}
+
+    def get(name: str, **kwargs):
+        key = (name, tuple(sorted(kwargs)))
+        if key not in cache:
+            cache[key] = maskviz.inspect(build(name), **kwargs)
+        return cache[key]
+
+    return get
+
+
+# --------------------------------------------------------------------------- MV107
+
+
+def test_padding_leak_is_reported_at_the_first_leaking_call_only(report):
+    r = report("conv_chain")
+    assert at(r, "MV107") == {"conv1d": Severity.ERROR}
+
+
+def test_padding_leak_at_flatten(report):
+    assert at(report("flatten"), "MV107") == {"flatten": Severity.ERROR}
+
+
+def test_masked_max_pooling_does_not_leak(report):
+    r = report("gmp_fixed")
+    assert "MV107" not in behaviour_ids(r)
+    assert r.oracle.sources  # the oracle ran and found a source
+
+
+def test_decoder_without_its_mask_leaks_in_left_padded_rows(report):
+    r = report("decoder")
+    assert at(r, "MV107") == {"decoder": Severity.WARNING}
+    f = next(f for f in r.findings if f.rule == "MV107")
+    assert dict(f.details)["layouts"] == ("left-padded",)
+    assert f.fix is not None and dict(f.fix.call_kwargs)  # pass `mask=`
+
+
+def test_no_oracle_no_behavioural_leak_findings(report):
+    r = report("conv_chain", oracle=False)
+    assert r.oracle is None
+    assert not {"MV107", "MV108"} & behaviour_ids(r)
+
+
+# --------------------------------------------------------------------------- MV108
+
+
+def test_fully_masked_sample_nan(report):
+    r = report("gap")
+    assert at(r, "MV108") == {"gap": Severity.WARNING}
+    assert "MV107" not in behaviour_ids(r)
+
+
+def test_masked_rnn_has_no_fully_masked_finding(report):
+    assert behaviour_ids(report("lstm")) == set()
+
+
+# --------------------------------------------------------------------------- MV109
+
+
+def test_masked_output_reaches_the_loss(report):
+    assert at(report("tagger"), "MV109") == {"tags": Severity.INFO}
+    assert "MV109" not in behaviour_ids(report("lstm"))
+
+
+def test_output_mask_that_cannot_match_is_an_error(report):
+    r = report("halved")
+    assert at(r, "MV109") == {"tags": Severity.ERROR}
+
+
+# --------------------------------------------------------------------------- MV106
+
+
+def partial_steps(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((4, 8, 3)).astype("float32")
+    x[1, 4:] = 0.0  # padding: whole steps
+    x[2, 1, 0] = 0.0  # a missing reading: one feature only
+    x[3, 2, 1:] = 0.0  # two of three features
+    return x
+
+
+def test_partial_feature_mask_on_data(report):
+    model = build("masking")
+    r = maskviz.inspect(model, data={"features": partial_steps()})
+    assert at(r, "MV106") == {"masking": Severity.WARNING}
+    f = next(f for f in r.findings if f.rule == "MV106")
+    assert dict(f.details)["partial_steps"] == 2
+
+
+def test_whole_padded_steps_are_not_partial(report):
+    assert "MV106" not in behaviour_ids(report("masking"))
+
+
+def test_behaviour_rules_read_the_context_only():
+    """The rules work from a hand-made Context too (no `inspect`)."""
+    model = build("masking")
+    probe = make_probe(model)
+    probe = type(probe)(
+        inputs=probe.inputs,
+        values={"features": partial_steps(1)},
+        keep=probe.keep,
+        structure=probe.structure,
+        from_data=True,
+    )
+    trace = run_trace(model, probe.inputs, probe.feed())
+    found = run_rules(Context(trace, probe, None, model), select=["MV106"])
+    assert [f.rule for f in found] == ["MV106"]
