@@ -529,14 +529,17 @@ def _reinspect(model: Any, before: Any) -> Any:
 
     probe = before.probe
     oracle = True  # the leak check needs it, even when `before` ran without it
+    pairs = _mask_inputs(probe)
     if not probe.from_data:
-        after = inspect(model, oracle=oracle, mask_inputs=_mask_inputs(probe))
-        same = set(after.probe.values) == set(probe.values) and all(
+        after = inspect(model, oracle=oracle, mask_inputs=pairs)
+        same = [i.name for i in after.probe.inputs] == [i.name for i in probe.inputs] and all(
             np.array_equal(after.probe.values[k], v) for k, v in probe.values.items()
         )
         if same:
             return after
-    return inspect(model, data=dict(probe.values), oracle=oracle, mask_inputs=_mask_inputs(probe))
+    # By position: a reloaded Sequential model may name its input differently.
+    data = {f"arr_{i}": probe.values[inp.name] for i, inp in enumerate(probe.inputs)}
+    return inspect(model, data=data, oracle=oracle, mask_inputs=pairs)
 
 
 def _unpadded_feed(probe: Any) -> tuple[Any, int] | None:
