@@ -15,7 +15,7 @@ try:
 except ImportError:  # pragma: no cover - exercised by monkeypatching in the tests
     IPython = None
 
-MAX_DRAWN_CALLS = 250
+MAX_DRAWN_CALLS = 80
 """Above this many calls, the notebook view collapses the graph by depth."""
 
 

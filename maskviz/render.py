@@ -130,6 +130,11 @@ def auto_depth(graph: Any, *, max_nodes: int = 250) -> int | None:
 # --------------------------------------------------------------------------- layout model
 
 
+def _loop_body(d: dict[str, Any]) -> bool:
+    """A per-step call (an RNN's cell) with nothing to flag."""
+    return d["steps"] > 1 and d["via"] == "__call__" and not d["findings"] and not d["error"]
+
+
 class _View:
     """Which calls are drawn, which are collapsed, and where edges attach."""
 
@@ -140,34 +145,76 @@ class _View:
             (n for n, d in graph.nodes(data=True) if d["kind"] == "call"),
             key=lambda n: graph.nodes[n]["order"],
         )
+        self.children: dict[str, list[str]] = {}
+        for n in self.calls:
+            parent = graph.nodes[n]["parent"]
+            if parent is not None:
+                self.children.setdefault(parent, []).append(n)
+        # An RNN and its cell (one call per step) read best as one box; the cell
+        # gets its own box only when something about it is worth showing.
+        self.inline = {
+            c
+            for c, kids in self.children.items()
+            if all(_loop_body(graph.nodes[k]) and k not in self.children for k in kids)
+        }
+        paths: dict[str, int] = {}
+        for n in self.calls:
+            paths[graph.nodes[n]["path"]] = paths.get(graph.nodes[n]["path"], 0) + 1
+        self.shared = {p for p, k in paths.items() if k > 1}
+        self._anc: dict[str, list[str]] = {}
+        self._vis: dict[str, bool] = {}
 
     def data(self, n: str) -> dict[str, Any]:
         return self.g.nodes[n]
 
     def visible(self, n: str) -> bool:
-        d = self.data(n)
-        return d["kind"] != "call" or self.depth is None or d["depth"] <= self.depth
+        hit = self._vis.get(n)
+        if hit is None:
+            d = self.data(n)
+            hit = d["kind"] != "call" or (
+                (self.depth is None or d["depth"] <= self.depth)
+                and not any(a in self.inline for a in self.ancestors(n))
+            )
+            self._vis[n] = hit
+        return hit
 
     def expanded(self, n: str) -> bool:
         d = self.data(n)
         return (
             d["kind"] == "call"
             and d["container"]
+            and n not in self.inline
             and self.visible(n)
             and (self.depth is None or d["depth"] < self.depth)
         )
 
     def collapsed(self, n: str) -> bool:
         d = self.data(n)
-        return d["kind"] == "call" and d["container"] and self.visible(n) and not self.expanded(n)
+        return (
+            d["kind"] == "call"
+            and d["container"]
+            and n not in self.inline
+            and self.visible(n)
+            and not self.expanded(n)
+        )
 
     def ancestors(self, n: str) -> list[str]:
         """Enclosing calls, innermost first."""
+        hit = self._anc.get(n)
+        if hit is None:
+            hit = []
+            p = self.data(n).get("parent")
+            while p is not None and p in self.g:
+                hit.append(p)
+                p = self.data(p).get("parent")
+            self._anc[n] = hit
+        return hit
+
+    def descendants(self, n: str) -> list[str]:
         out = []
-        p = self.data(n).get("parent")
-        while p is not None and p in self.g:
-            out.append(p)
-            p = self.data(p).get("parent")
+        for k in self.children.get(n, []):
+            out.append(k)
+            out.extend(self.descendants(k))
         return out
 
     def rep(self, n: str) -> str:
@@ -339,10 +386,13 @@ def _small(text: str, color: str | None = None) -> str:
     return f"{font}{text}</FONT>"
 
 
-def _call_rows(d: dict[str, Any], *, out_rows: bool = True, mask_row: bool = True) -> list[str]:
+def _call_rows(
+    d: dict[str, Any], *, out_rows: bool = True, mask_row: bool = True, call: int | None = None
+) -> list[str]:
     steps = f" x{d['steps']}" if d["steps"] > 1 else ""
+    nth = "" if call is None else " " + _small(f"call {call + 1}")
     rows = [
-        f"<B>{_e(d['name'])}</B>",
+        f"<B>{_e(d['name'])}</B>{nth}",
         _small(f"{_e(d['class_name'])}{steps} &#183; {_e(d['role'])}"),
     ]
     if d["call_accepts_mask"] and d["input_mask"] is not None:
@@ -361,6 +411,12 @@ def _call_rows(d: dict[str, Any], *, out_rows: bool = True, mask_row: bool = Tru
     elif not d["observed"]:
         rows.append(_small("<I>not run (symbolic graph)</I>", "#616161"))
     return rows
+
+
+def _call_index(n: str) -> int:
+    """k for a call id `path#k` (0 for the first call)."""
+    head, sep, tail = n.rpartition("#")
+    return int(tail) if sep and tail.isdigit() else 0
 
 
 def _node_attrs(view: _View, n: str) -> dict[str, str]:
@@ -382,17 +438,22 @@ def _node_attrs(view: _View, n: str) -> dict[str, str]:
         return base | {"label": _rows_label(rows), "fillcolor": "#fff9c4"}
     fill = ROLE_FILL.get(d["role"], ROLE_FILL["none"])
     findings = list(d["findings"])
+    call = _call_index(n) if d["path"] in view.shared else None
     if view.expanded(n):
-        rows = _call_rows(d, out_rows=False)
+        rows = _call_rows(d, out_rows=False, call=call)
         rows.append(_small(f"mask in {_e(_fmt_mask(d['input_mask']))}"))
         return base | {"label": _rows_label(rows, _badges(findings)), "fillcolor": fill}
-    rows = _call_rows(d)
+    rows = _call_rows(d, call=call)
     attrs = base | {"fillcolor": fill}
+    if n in view.inline:
+        for k in view.children[n]:
+            kd = view.data(k)
+            rows.insert(2, _small(f"cell {_e(kd['class_name'])} x{kd['steps']}"))
     if view.collapsed(n):
-        inner = [m for m in view.calls if n in view.ancestors(m)]
+        inner = view.descendants(n)
         for m in inner:
             findings.extend(view.data(m)["findings"])
-        rows = _call_rows(d, mask_row=False)
+        rows = _call_rows(d, mask_row=False, call=call)
         rows.insert(
             2,
             _small(
@@ -539,10 +600,12 @@ def to_agraph(graph: Any, *, depth: int | None = None) -> Any:
         host.add_node(n, **_node_attrs(view, n))
         if view.expanded(n):
             host.add_node(f"{n}:out", **_out_attrs(view, n))
-    sink = a.add_subgraph(name="outputs", rank="sink")
     for n in outputs:
-        sink.add_node(n, **_node_attrs(view, n))
-    sink.add_node("legend", shape="plaintext", style="", label=_legend(), fontsize="9")
+        a.add_node(n, **_node_attrs(view, n))
+    a.add_node("legend", shape="plaintext", style="", label=_legend(), fontsize="9")
+    # Below the outputs: invisible edges place it (a lone node would go to the top).
+    for n in outputs or [view.out_node(c) for c in view.calls[-1:] if view.visible(c)]:
+        a.add_edge(n, "legend", style="invis")
 
     edges = _edges(view)
     _proxy_fanout(a, view, edges)

@@ -192,7 +192,7 @@ def test_seq2seq_shows_the_undelivered_mask(reports):
     assert 'color="#1565c0"' in _edge_block(dot, "enc_emb", "encoder")
     assert "MV10" not in _node_block(dot, "encoder")
     # Both LSTM states arrive on one labelled edge, without a mask.
-    states = _edge_block(dot, "encoder:out", "decoder")
+    states = _edge_block(dot, "encoder", "decoder")
     assert "initial_state[0], initial_state[1]" in states and 'color="#9e9e9e"' in states
     # Every node shows its output shape and mask.
     logits = _node_block(dot, "logits")
@@ -254,7 +254,9 @@ def test_shared_layer_calls_are_separate_nodes(reports):
     dot = reports("shared").to_dot()
     for node in ("shared_emb", "shared_emb#1", "shared_gru", "shared_gru#1"):
         assert _node_block(dot, node)
-    assert "cluster_shared_gru#1" in dot
+    # An RNN's cell is a row of its box, not a cluster of its own.
+    assert "cluster_shared_gru" not in dot and "shared_gru/gru_cell" not in dot
+    assert "cell GRUCell x9" in _node_block(dot, "shared_gru#1")
     heads = {m.group(1) for m in re.finditer(r'"input:[ab]" -> "?([\w#]+)"?', dot)}
     assert heads == {"shared_emb", "shared_emb#1"}
 
