@@ -49,6 +49,38 @@ def _state_shapes(state_size: Any) -> list[tuple[int, ...]]:
     )
 
 
+def _cell_state_shapes(cell: Any) -> list[tuple[int, ...]]:
+    """Flat per-state shapes; for `StackedRNNCells`, every cell's states in order."""
+    if isinstance(cell, keras.layers.StackedRNNCells):
+        return [shape for sub in cell.cells for shape in _cell_state_shapes(sub)]
+    return _state_shapes(getattr(cell, "state_size", None))
+
+
+def _cell_output_shape(cell: Any) -> tuple[int, ...]:
+    """The cell's output shape (without batch); the first state's by default."""
+    if isinstance(cell, keras.layers.StackedRNNCells):
+        return _cell_output_shape(cell.cells[-1])
+    output_size = getattr(cell, "output_size", None)
+    if output_size is None:
+        return _cell_state_shapes(cell)[0]
+    return _as_shape(output_size)
+
+
+def _pack_states(cell: Any, flat: list[Any]) -> list[Any]:
+    """The flat state list in the structure the cell's `call` expects.
+
+    A plain cell gets the flat list; `StackedRNNCells` gets one list per cell.
+    """
+    if not isinstance(cell, keras.layers.StackedRNNCells):
+        return list(flat)
+    packed, start = [], 0
+    for sub in cell.cells:
+        n = len(_cell_state_shapes(sub))
+        packed.append(_pack_states(sub, flat[start : start + n]))
+        start += n
+    return packed
+
+
 def _accepts(fn: Any, name: str) -> bool:
     try:
         return name in inspect.signature(fn).parameters
@@ -193,15 +225,12 @@ class MaskedRNN(keras.layers.Layer):
     @property
     def state_shapes(self) -> list[tuple[int, ...]]:
         """The per-state shapes (without batch) of the cell, read after build."""
-        return _state_shapes(getattr(self.cell, "state_size", None))
+        return _cell_state_shapes(self.cell)
 
     @property
     def output_shape_per_step(self) -> tuple[int, ...]:
         """The cell's output shape (without batch), `state_shapes[0]` by default."""
-        output_size = getattr(self.cell, "output_size", None)
-        if output_size is None:
-            return self.state_shapes[0]
-        return _as_shape(output_size)
+        return _cell_output_shape(self.cell)
 
     def build(self, sequences_shape: Any, initial_state_shape: Any = None) -> None:
         if isinstance(sequences_shape, list) and isinstance(sequences_shape[0], (list, tuple)):
@@ -238,17 +267,14 @@ class MaskedRNN(keras.layers.Layer):
         """The cell's `get_initial_state(batch_size)` if it has one, else zeros."""
         get_initial_state_fn = getattr(self.cell, "get_initial_state", None)
         if get_initial_state_fn is not None:
-            states = get_initial_state_fn(batch_size=batch_size)
-            return list(states) if isinstance(states, (list, tuple)) else [states]
+            return keras.tree.flatten(get_initial_state_fn(batch_size=batch_size))
         dtype = getattr(self.cell, "compute_dtype", self.compute_dtype)
         return [ops.zeros((batch_size, *shape), dtype=dtype) for shape in self.state_shapes]
 
     def _cell_step(self, x_t: Any, states: list[Any], training: Any) -> tuple[Any, list[Any]]:
         kwargs = {"training": training} if self._cell_has_training else {}
-        output, new_states = self.cell(x_t, list(states), **kwargs)
-        if not isinstance(new_states, (list, tuple)):
-            new_states = [new_states]
-        return output, list(new_states)
+        output, new_states = self.cell(x_t, _pack_states(self.cell, states), **kwargs)
+        return output, keras.tree.flatten(new_states)
 
     def call(
         self,
@@ -271,9 +297,7 @@ class MaskedRNN(keras.layers.Layer):
         if initial_state is None:
             states = self.get_initial_state(batch_size)
         else:
-            states = (
-                list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
-            )
+            states = keras.tree.flatten(initial_state)
         n_states = len(self.state_shapes)
         if len(states) != n_states:
             raise ValueError(
@@ -300,7 +324,7 @@ class MaskedRNN(keras.layers.Layer):
             xs = ops.flip(xs, axis=0)
             ms = ops.flip(ms, axis=0) if ms is not None else None
 
-        _config_dropout_masks(self.cell, xs[0], states)
+        _config_dropout_masks(self.cell, xs[0], _pack_states(self.cell, states))
         output0 = ops.zeros((batch_size, *self.output_shape_per_step), dtype=dtype)
 
         def step(carry: tuple[Any, list[Any]], x_t: Any, m_t: Any) -> tuple[Any, list[Any]]:
@@ -415,6 +439,20 @@ class MaskedRNN(keras.layers.Layer):
         for key in ("stateful", "use_cudnn", "time_major", "implementation"):
             config.pop(key, None)
         if cls is MaskedRNN:
+            # Subclasses such as SimpleRNN flatten their cell's arguments into
+            # their config: keep the RNN arguments and copy the cell itself.
+            keep = {
+                "name",
+                "trainable",
+                "dtype",
+                "return_sequences",
+                "return_state",
+                "go_backwards",
+                "unroll",
+                "zero_output_for_mask",
+                "activity_regularizer",
+            }
+            config = {k: v for k, v in config.items() if k in keep}
             cell = layer.cell
             config["cell"] = type(cell).from_config(cell.get_config())
         new = cls(**config)

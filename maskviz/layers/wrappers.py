@@ -18,6 +18,39 @@ def _call_accepts(layer: Any, name: str) -> bool:
         return False
 
 
+# Registered: in a Functional model the ops of compute_mask are graph nodes, so
+# they are saved with the model and must load back.
+@keras.saving.register_keras_serializable(package="maskviz")
+class _FlattenTime(keras.Operation):
+    """`(batch, time, *rest) -> (batch * time, *rest)` with shapes read at run time.
+
+    An Operation rather than a plain `ops.reshape`: in a Functional model the
+    ops of `compute_mask` become graph nodes, and a reshape traced on symbolic
+    tensors would bake in `None` for unknown batch and time sizes.
+    """
+
+    def call(self, x: Any) -> Any:
+        return ops.reshape(x, (-1, *ops.shape(x)[2:]))
+
+    def compute_output_spec(self, x: Any) -> Any:
+        batch, time = x.shape[0], x.shape[1]
+        n = None if batch is None or time is None else batch * time
+        return keras.KerasTensor((n, *x.shape[2:]), dtype=x.dtype)
+
+
+@keras.saving.register_keras_serializable(package="maskviz")
+class _UnflattenTime(keras.Operation):
+    """`(batch * time, *rest) -> (batch, time, *rest)`, batch and time from `reference`."""
+
+    def call(self, flat: Any, reference: Any) -> Any:
+        shape = ops.shape(reference)
+        return ops.reshape(flat, (shape[0], shape[1], *ops.shape(flat)[1:]))
+
+    def compute_output_spec(self, flat: Any, reference: Any) -> Any:
+        shape = (reference.shape[0], reference.shape[1], *flat.shape[1:])
+        return keras.KerasTensor(shape, dtype=flat.dtype)
+
+
 def _wrapper_from_config(cls: type, config: dict[str, Any], custom_objects: Any) -> Any:
     """`Wrapper.from_config` without mutating `config` (Keras pops "layer")."""
     config = dict(config)
@@ -92,20 +125,14 @@ class MaskedTimeDistributed(keras.layers.Wrapper):
         inner = self.layer.compute_output_shape(self._step_shape(input_shape))
         return (input_shape[0], input_shape[1], *inner[1:])
 
-    def _flatten(self, x: Any) -> tuple[Any, Any, Any]:
-        shape = ops.shape(x)
-        batch, time = shape[0], shape[1]
-        flat = ops.reshape(x, (-1, *shape[2:]))
-        return flat, batch, time
-
     @staticmethod
     def _inner_input_mask(mask: Any) -> Any:
         if mask is None or len(mask.shape) <= 2:
             return None
-        return ops.reshape(ops.cast(mask, "bool"), (-1, *ops.shape(mask)[2:]))
+        return _FlattenTime()(ops.cast(mask, "bool"))
 
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
-        flat, batch, time = self._flatten(inputs)
+        flat = _FlattenTime()(inputs)
         kwargs: dict[str, Any] = {}
         if _call_accepts(self.layer, "training"):
             kwargs["training"] = training
@@ -113,13 +140,13 @@ class MaskedTimeDistributed(keras.layers.Wrapper):
         if inner_mask is not None and _call_accepts(self.layer, "mask"):
             kwargs["mask"] = inner_mask
         outputs = self.layer(flat, **kwargs)
-        return ops.reshape(outputs, (batch, time, *ops.shape(outputs)[1:]))
+        return _UnflattenTime()(outputs, inputs)
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         # Keras's TimeDistributed drops the inner layer's mask; here it is the
         # output mask (reshaped to (batch, time, ...)), reduced to (batch, time)
         # where the inner layer reduced rank, AND the incoming time mask.
-        flat, batch, time = self._flatten(inputs)
+        flat = _FlattenTime()(inputs)
         inner_in = self._inner_input_mask(mask)
         inner_out = None
         if getattr(self.layer, "supports_masking", False):
@@ -139,13 +166,11 @@ class MaskedTimeDistributed(keras.layers.Wrapper):
                     for a, b in zip(rest, out_step_shape[: len(rest)], strict=True)
                 )
             )
-            step_mask = ops.reshape(inner_out, (batch, time, *ops.shape(inner_out)[1:]))
+            step_mask = _UnflattenTime()(inner_out, inputs)
             if not aligned:
                 step_mask = as_time_mask(step_mask)
         elif inner_in is not None:
-            step_mask = as_time_mask(
-                ops.reshape(inner_in, (batch, time, *ops.shape(inner_in)[1:]))
-            )
+            step_mask = as_time_mask(_UnflattenTime()(inner_in, inputs))
 
         time_mask = as_time_mask(mask)
         if step_mask is None:
