@@ -3,7 +3,7 @@
 Both layers sit in a one-layer Functional model with the same weights and run
 through `model.predict_on_batch` (a compiled `tf.function` on TensorFlow, a
 `jax.jit` on JAX), on CPU, with `unroll=False`. Prints the median time of each
-side over several repeats (after warm-up) and the ratio masked / keras.
+side over several interleaved repeats (after warm-up) and the ratio masked / keras.
 
     KERAS_BACKEND=tensorflow python benchmarks/bench_masked_rnn.py
     KERAS_BACKEND=jax python benchmarks/bench_masked_rnn.py --repeats 7
@@ -30,14 +30,11 @@ def _model(rnn: keras.layers.Layer, steps: int, features: int) -> keras.Model:
     return keras.Model(inputs, rnn(masked))
 
 
-def _median_seconds(fn, repeats: int, calls: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        times.append((time.perf_counter() - start) / calls)
-    return statistics.median(times)
+def _time_per_call(fn, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
 
 
 def main() -> None:
@@ -70,8 +67,12 @@ def main() -> None:
         keras_model.predict_on_batch(x)
         masked_model.predict_on_batch(x)
 
-    t_keras = _median_seconds(lambda: keras_model.predict_on_batch(x), args.repeats, args.calls)
-    t_masked = _median_seconds(lambda: masked_model.predict_on_batch(x), args.repeats, args.calls)
+    # Interleaved repeats, so that load from other processes hits both sides alike.
+    keras_times, masked_times = [], []
+    for _ in range(args.repeats):
+        keras_times.append(_time_per_call(lambda: keras_model.predict_on_batch(x), args.calls))
+        masked_times.append(_time_per_call(lambda: masked_model.predict_on_batch(x), args.calls))
+    t_keras, t_masked = statistics.median(keras_times), statistics.median(masked_times)
     print(
         f"backend={keras.backend.backend()} batch={args.batch} steps={args.steps} "
         f"units={args.units} features={args.features} unroll=False "

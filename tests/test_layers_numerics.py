@@ -10,14 +10,20 @@ Backend-agnostic; also run on JAX by `test_layers_jax.py`.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from keras import ops
 
-from maskviz.layers import MaskedGRU, MaskedLSTM, MaskedRNN
+sys.path.insert(0, str(Path(__file__).parent))
+
+from layer_checklist import MaskAsTensor  # noqa: E402
+
+from maskviz.layers import MaskedGRU, MaskedLSTM, MaskedRNN  # noqa: E402
 
 ATOL = 1e-5
 PAIRS = [(keras.layers.LSTM, MaskedLSTM, 2), (keras.layers.GRU, MaskedGRU, 1)]
@@ -85,6 +91,23 @@ def test_initial_state_in_functional_model_keeps_the_mask(keras_cls, masked_cls,
         model.save(path)
         loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(ops.convert_to_numpy(loaded([padded, *states])), got, atol=ATOL)
+    # The sequence output hands the time mask on, despite initial_state=.
+    mask_model = keras.Model([seq, *state_inputs], MaskAsTensor()(out))
+    np.testing.assert_array_equal(ops.convert_to_numpy(mask_model([padded, *states])), mask)
+
+
+@pytest.mark.parametrize(("keras_cls", "masked_cls", "n_states"), PAIRS)
+def test_bidirectional_wrapper_agrees(keras_cls, masked_cls, n_states):
+    x, masks = _data(3)
+    mask = masks["right"]
+    ref = keras.layers.Bidirectional(keras_cls(4, return_sequences=True))
+    expected = ops.convert_to_numpy(ref(x, mask=mask))
+    bidir = keras.layers.Bidirectional(masked_cls(4, return_sequences=True))
+    bidir.build((None, 7, 3))
+    bidir.set_weights(ref.get_weights())
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(bidir(x, mask=mask))[mask], expected[mask], atol=ATOL
+    )
 
 
 def test_masked_rnn_from_simple_rnn_and_stacked_cells():

@@ -215,6 +215,7 @@ class MaskedRNN(keras.layers.Layer):
         self.go_backwards = go_backwards
         self.unroll = unroll
         self.zero_output_for_mask = zero_output_for_mask
+        self.stateful = False  # read by keras.layers.Bidirectional; not supported
         # The layer consumes a (batch, time) mask and hands the same time mask on
         # with its sequence output, so masking is supported (see compute_mask).
         self.supports_masking = True
@@ -355,6 +356,14 @@ class MaskedRNN(keras.layers.Layer):
                 outputs.append(carry[0])
             last_output, final_states = carry
             sequence = ops.stack(outputs, axis=1) if self.return_sequences else None
+        elif not self.return_sequences:
+            # Only the last output and states are needed: a loop with no stacking.
+            def body(t: Any, carry: Any) -> Any:
+                m_t = ops.take(ms, t, axis=0) if ms is not None else None
+                return step(carry, ops.take(xs, t, axis=0), m_t)
+
+            last_output, final_states = ops.fori_loop(0, ops.shape(xs)[0], body, (output0, states))
+            sequence = None
         else:
             # TensorFlow's scan needs each per-step output to match the carry, so
             # there the whole carry is stacked; other backends stack the output only.
