@@ -193,6 +193,22 @@ def test_feature_masking(ndim, time, add_indicators):
     )
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() == "jax",
+    reason="Keras's own RNN loop on JAX cannot mask states of rank > 2 (use MaskedRNN)",
+)
+def test_timestep_masking_feeds_keras_conv_lstm2d_valid():
+    video = np.random.default_rng(0).normal(size=(2, 4, 6, 6, 2)).astype("float32")
+    video[0, 3] = 0.0  # a padded step
+    inputs = keras.Input(video.shape[1:])
+    conv_lstm = keras.layers.ConvLSTM2D(3, 3, padding="valid")
+    model = keras.Model(inputs, conv_lstm(TimestepMasking()(inputs)))
+    out = ops.convert_to_numpy(model(video))
+    assert out.shape == (2, 4, 4, 3)
+    alone = ops.convert_to_numpy(conv_lstm(video[:1, :3]))
+    np.testing.assert_allclose(out[:1], alone, atol=1e-5)
+
+
 def test_feature_masking_checklist_with_saving():
     x = np.array([[[1.0, -1.0], [-1.0, -1.0], [2.0, 3.0]]], "float32")
     run_layer_test(

@@ -155,7 +155,8 @@ class MaskedRNN(keras.layers.Layer):
             return the reversed sequence (as `keras.layers.RNN` does); the
             returned mask is reversed too, so it stays aligned. Default: `False`.
         unroll: Boolean. If `True`, unroll the loop in Python (needs a static
-            number of steps); if `False`, use `keras.ops.scan`. Default: `False`.
+            number of steps); if `False`, loop with `keras.ops.fori_loop` (last
+            output only) or `keras.ops.scan` (sequences). Default: `False`.
         zero_output_for_mask: Boolean. If `True`, the returned sequence is zero
             at masked steps instead of repeating the last kept output. The last
             output (when `return_sequences=False`) is always the output of the
