@@ -126,15 +126,45 @@ def patched_instance_calls(
         _restore_calls(saved)
 
 
-def _restore_calls(saved: list[tuple[Any, Any]]) -> None:
+@contextlib.contextmanager
+def patched_input_standardization(
+    layers: list[Any], on_inputs: Callable[[Any, list[Any]], None]
+) -> Iterator[None]:
+    """Reports the tensors a Functional model actually feeds its graph.
+
+    `Functional.call` converts its inputs (`_standardize_inputs`) before running the
+    graph, so the first layers receive new tensor objects. `on_inputs(model, flat)`
+    is told which, in the order of `model.inputs`. Always restored.
+    """
+    saved: list[tuple[Any, Any]] = []
+    try:
+        for layer in layers:
+            if not is_functional(layer) or not hasattr(layer, "_standardize_inputs"):
+                continue
+            previous = layer.__dict__.get("_standardize_inputs", _MISSING)
+            original = layer._standardize_inputs
+
+            def standardize(inputs, _layer=layer, _original=original):
+                flat = _original(inputs)
+                on_inputs(_layer, list(flat))
+                return flat
+
+            object.__setattr__(layer, "_standardize_inputs", standardize)
+            saved.append((layer, previous))
+        yield
+    finally:
+        _restore_calls(saved, "_standardize_inputs")
+
+
+def _restore_calls(saved: list[tuple[Any, Any]], name: str = "call") -> None:
     for layer, previous in reversed(saved):
         if previous is _MISSING:
             try:
-                object.__delattr__(layer, "call")
+                object.__delattr__(layer, name)
             except AttributeError:
                 pass
         else:
-            object.__setattr__(layer, "call", previous)
+            object.__setattr__(layer, name, previous)
 
 
 def model_input_tensors(model: Any) -> list[Any] | None:

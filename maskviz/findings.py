@@ -49,12 +49,15 @@ class Fix:
             `patch.py` combines these into one `clone_function`.
         call_kwargs: for call-level fixes (e.g. pass `mask=` explicitly), the keyword
             arguments to add when the layer is called while the model is rebuilt.
+        target: the path of the layer `replace` applies to, when it is not the
+            finding's own layer (MV103 replaces the `Masking` that made the mask).
     """
 
     applicability: Applicability
     description: str
     replace: Callable[[Any], Any] | None = field(default=None, compare=False, repr=False)
     call_kwargs: tuple[tuple[str, Any], ...] = ()
+    target: str | None = None
 
 
 @dataclass(frozen=True)

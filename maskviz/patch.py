@@ -283,9 +283,9 @@ def _plan(
             planned.append(_Planned(f, "call", layer, call_index=_call_index(f.call_id)))
             continue
         details = dict(f.details)
-        candidates = [layer] + [
-            by_path.get(details[k]) for k in ("fix_target", "mask_source") if details.get(k)
-        ]
+        named = [f.fix.target] if f.fix.target else []
+        named += [details[k] for k in ("fix_target", "mask_source") if details.get(k)]
+        candidates = [by_path.get(n) for n in named] + [layer]
         item = _Planned(f, "replace", None)
         for cand in candidates:
             if cand is None:

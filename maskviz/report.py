@@ -72,6 +72,7 @@ def render_text(report: Any, *, width: int = 120, color: bool = False) -> str:
         highlight=False,
         emoji=False,
         markup=False,
+        force_jupyter=False,
     )
     t = report.trace
     console.print(

@@ -13,6 +13,7 @@ recorded on the call where it happened.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -532,6 +533,17 @@ class Tracer:
                     return src
         return (None, 0)
 
+    def on_standardized_inputs(self, layer: Any, flat: list[Any]) -> None:
+        """A Functional model converted its inputs: they come from where the model's
+        own inputs came from (by position)."""
+        frame = self.stack[-1] if self.stack else None
+        if frame is None or frame.layer is not layer:
+            return
+        for i, t in enumerate(flat):
+            if i < len(frame.input_sources) and frame.input_sources[i][0] is not None:
+                self.sources[id(t)] = frame.input_sources[i]
+                self.keep.append(t)
+
     def _register_outputs(self, call_id: str, outputs: list[Any]) -> None:
         for i, t in enumerate(outputs):
             self.sources[id(t)] = (call_id, i)
@@ -582,6 +594,9 @@ class Tracer:
     def make_call(self, layer, original):
         tracer = self
 
+        # `functools.wraps` keeps `inspect.signature(layer.call)` the original's: code
+        # that asks whether `call` takes `mask` must get the same answer as without us.
+        @functools.wraps(original)
         def call(*args, **kwargs):
             top = tracer.stack[-1] if tracer.stack else None
             if tracer.suppress or top is None:
@@ -985,7 +1000,10 @@ def run_trace(model: Any, model_inputs: Sequence[ModelInput], feed: Any) -> Trac
     tracer = Tracer(model, [i.name for i in model_inputs])
     root_error = None
     with ki.silence_mask_warnings():
-        with ki.patched_instance_calls(tracer.layers, tracer.make_call):
+        with (
+            ki.patched_instance_calls(tracer.layers, tracer.make_call),
+            ki.patched_input_standardization(tracer.layers, tracer.on_standardized_inputs),
+        ):
             with ki.patched_layer_call(tracer.make_dunder):
                 try:
                     model(feed, training=False)

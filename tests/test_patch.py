@@ -35,13 +35,8 @@ MECHANICAL = {
 # Fixes that maskviz applies and verifies, but whose verification is blocked by a
 # rule's false positive on the patched model (remove once the rule is fixed: the
 # strict xfail below then fails as XPASS).
-BLOCKED = {
-    "timedistributed_embedding": (
-        "MV103 flags MaskedTimeDistributed(LSTM) for receiving the per-step (batch, time, "
-        "words) mask that it hands to its inner LSTM as (batch, words): correct, not a "
-        "rank mismatch"
-    ),
-}
+# Samples whose fix cannot be verified yet: name -> reason (tests xfail strictly).
+BLOCKED: dict[str, str] = {}
 
 
 def rows_for(result, rule):

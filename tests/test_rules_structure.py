@@ -64,7 +64,8 @@ def test_rule_quiet_on_twin(case, inspected):
 )
 def test_correct_models_have_no_structural_findings(name, inspected):
     report = inspected(name, oracle=False)
-    assert report.findings == (), report.to_text()
+    # Info findings (MV109: the mask reaches the loss) describe, they do not warn.
+    assert report.at_or_above("warning") == [], report.to_text()
 
 
 def test_one_root_cause_one_finding(inspected):

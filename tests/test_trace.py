@@ -175,3 +175,33 @@ def test_bad_data_is_one_clear_error(zoo, tmp_path):
     np.savez(path, wrong=np.zeros((2, 3)))
     with pytest.raises(maskviz.MaskvizError, match="keys do not match"):
         maskviz.inspect(zoo["clean_lstm"], data=str(path))
+
+
+class AsksItsInner(keras.layers.Layer):
+    """Passes a mask to its inner layer only if the inner `call` declares `mask`,
+    as wrappers do (MaskedTimeDistributed, Keras's TimeDistributed)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.inner = keras.layers.GRU(2, name="inner_gru")
+        self.supports_masking = True
+
+    def call(self, x, mask=None):
+        import inspect
+
+        kwargs = {}
+        if mask is not None and "mask" in inspect.signature(self.inner.call).parameters:
+            kwargs["mask"] = mask
+        return self.inner(x, **kwargs)
+
+    def compute_mask(self, x, mask=None):
+        return None
+
+
+def test_instrumentation_is_invisible_to_signature_checks():
+    i = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(10, 4, mask_zero=True)(i)
+    model = keras.Model(i, AsksItsInner(name="asks")(x))
+    report = maskviz.inspect(model, oracle=False)
+    inner = report.trace.call("asks/inner_gru")
+    assert inner.received, "tracing changed what the layer saw of its inner call's signature"

@@ -14,6 +14,19 @@ from ..findings import Applicability, Finding, Fix, Severity
 from . import Context, iter_downstream, rule
 
 
+def _replacer(name: str) -> Any:
+    """A `Fix.replace` that calls `maskviz.patch.<name>(layer)`, imported on use so
+    that this module never imports Keras."""
+
+    def replace(layer: Any) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module("maskviz.patch"), name)(layer)
+
+    replace.__name__ = name
+    return replace
+
+
 def _shape(s: tuple) -> str:
     dims = ", ".join("None" if d is None else str(d) for d in s)
     return f"({dims}{',' if len(s) == 1 else ''})"
@@ -184,15 +197,13 @@ def _drop_fix(call: Any) -> Fix:
         return Fix(
             Applicability.SAFE,
             f"replace {cls} with maskviz.layers.Masked{cls} (same weights)",
-            replace=lambda layer: __import__("maskviz.patch", fromlist=["_"]).masked_twin(layer),
+            replace=_replacer("masked_twin"),
         )
     if not call.supports_masking and _keeps_time(call):
         return Fix(
             Applicability.UNSAFE,
             f"wrap {cls} in maskviz.layers.MaskPassthrough (assumes it works per timestep)",
-            replace=lambda layer: __import__("maskviz.patch", fromlist=["_"]).mask_passthrough(
-                layer
-            ),
+            replace=_replacer("mask_passthrough"),
         )
     return Fix(Applicability.DISPLAY_ONLY, "propagate the mask in compute_mask")
 
@@ -291,11 +302,16 @@ def mask_rank_mismatch(ctx: Context) -> Iterator[Finding]:
     Replacing `Masking` with `TimestepMasking` is *safe*: a step is masked exactly
     when all its values equal `mask_value`, so unpadded rows are unchanged.
     """
+    kids = _children(ctx)
     for call in ctx.trace.calls:
         if call.via != "__call__":
             continue
         seq = _seq_input(call)
         if seq is None:
+            continue
+        if any(_aligned_per_step(k) for k in kids.get(call.id, [])):
+            # A wrapper (TimeDistributed) that hands each step's slice of the mask to
+            # its inner layer, where it fits: the extra axes are the inner sequence's.
             continue
         got = None
         if call.received_mask:
@@ -329,9 +345,8 @@ def mask_rank_mismatch(ctx: Context) -> Iterator[Finding]:
                 fix=Fix(
                     Applicability.SAFE,
                     "replace Masking with maskviz.layers.TimestepMasking",
-                    replace=lambda layer: __import__(
-                        "maskviz.patch", fromlist=["_"]
-                    ).timestep_masking(layer),
+                    replace=_replacer("timestep_masking"),
+                    target=src,
                 ),
                 details=(("mask_source", src),),
             )
@@ -346,6 +361,14 @@ def mask_rank_mismatch(ctx: Context) -> Iterator[Finding]:
                     suggestion="Reduce the mask to (batch, time) in `compute_mask`.",
                     fix=Fix(Applicability.DISPLAY_ONLY, "reduce the mask in compute_mask"),
                 )
+
+
+def _aligned_per_step(inner: Any) -> bool:
+    """An inner call that received a mask fitting its own input's leading axes."""
+    if not inner.received_mask or inner.received_mask[0] is None or not inner.inputs:
+        return False
+    m, x = inner.received_mask[0], inner.inputs[0]
+    return m.rank < len(x.shape) and tuple(m.shape) == tuple(x.shape[: m.rank])
 
 
 def _mask_source(ctx: Context, t: Any) -> str | None:
@@ -439,9 +462,7 @@ def mask_time_misaligned(ctx: Context) -> Iterator[Finding]:
                     fix=Fix(
                         Applicability.SAFE,
                         "replace TimeDistributed with maskviz.layers.MaskedTimeDistributed",
-                        replace=lambda layer: __import__(
-                            "maskviz.patch", fromlist=["_"]
-                        ).masked_time_distributed(layer),
+                        replace=_replacer("masked_time_distributed"),
                     ),
                 )
             else:
@@ -540,10 +561,18 @@ def mask_unconsumed(ctx: Context) -> Iterator[Finding]:
     """
     trace = ctx.trace
     consumers: dict[str, list[Any]] = {}
+    by_id = trace.by_id()
     for c in trace.calls:
         for t in c.inputs:
             if t.source is not None:
                 consumers.setdefault(t.source, []).append(c)
+        # Inside a wrapper or nested model, what the inner call makes may leave
+        # through the container's own output.
+        if c.parent in by_id and not consumers.get(c.id):
+            consumers.setdefault(c.id, [])
+    for c in trace.calls:
+        if c.parent in by_id and not consumers.get(c.id):
+            consumers[c.id] = [by_id[c.parent]]
     masked_outputs = {o.source for o in trace.outputs if o.mask is not None}
     for call in trace.calls:
         if call.role != "generator" or call.via != "__call__" or not call.observed:
