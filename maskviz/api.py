@@ -31,6 +31,8 @@ class Report:
     probe: Any = field(default=None, repr=False, compare=False)
     oracle: Any = field(default=None, repr=False, compare=False)
     model: Any = field(default=None, repr=False, compare=False)
+    seed: int = field(default=0, repr=False, compare=False)
+    mask_inputs: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------ queries
     @property
@@ -118,7 +120,7 @@ def _jsonable(x: Any) -> Any:
 def inspect(
     model: Any,
     *,
-    data: str | Mapping[str, Any] | None = None,
+    data: Any = None,
     oracle: bool = True,
     mask_inputs: Mapping[str, str] | None = None,
     seed: int = 0,
@@ -128,8 +130,8 @@ def inspect(
 
     Args:
         model: a Keras model (Functional, Sequential, subclassed, nested).
-        data: a `.npz` path or a mapping of input name to array, used instead of
-            the generated probe.
+        data: a `.npz` path, a mapping of input name to array, or a `Probe` (e.g.
+            `report.probe` of an earlier run), used instead of the generated probe.
         oracle: run the padding-leak oracle (one extra forward pass per mask source).
         mask_inputs: explicit mask inputs, `{"padding_mask": "token_ids"}`.
         seed: seed of the probe and the oracle's noise.
@@ -142,11 +144,13 @@ def inspect(
         MaskvizError: when the model's inputs cannot be determined or `data` does
             not match them.
     """
-    from .probe import make_probe, probe_from_arrays, probe_from_data
+    from .probe import Probe, make_probe, probe_from_arrays, probe_from_data
     from .rules import Context, run_rules
     from .trace import run_trace
 
-    if data is None:
+    if isinstance(data, Probe):
+        probe = data
+    elif data is None:
         probe = make_probe(model, seed=seed, mask_inputs=mask_inputs)
     elif isinstance(data, str):
         probe = probe_from_data(model, data, mask_inputs=mask_inputs)
@@ -169,4 +173,6 @@ def inspect(
         probe=probe,
         oracle=oracle_result,
         model=model,
+        seed=seed,
+        mask_inputs=dict(mask_inputs) if mask_inputs else None,
     )

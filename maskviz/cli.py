@@ -41,8 +41,39 @@ class FailOn(str, Enum):
 
 
 def _quiet_backend() -> None:
+    """Imports Keras (and its backend) with the backend's start-up logging hidden.
+
+    TensorFlow's C++ logs ("All log messages before absl::InitializeLog()...",
+    "Could not find cuda drivers") ignore `TF_CPP_MIN_LOG_LEVEL`, so file
+    descriptor 2 is pointed elsewhere while Keras imports, and shown only if the
+    import fails.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if "keras" in sys.modules:
+        return
+    import tempfile
+
+    with tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(captured.fileno(), 2)
+            try:
+                import keras  # noqa: F401
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+        except Exception as e:
+            captured.seek(0)
+            detail = captured.read().decode(errors="replace").strip().splitlines()
+            last = f" ({detail[-1]})" if detail else ""
+            raise _fail(
+                f"Cannot import Keras: {type(e).__name__}: {e}{last}. Expected keras 3 with "
+                "its backend installed: `pip install keras tensorflow`."
+            ) from None
+        finally:
+            os.close(saved)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -64,13 +95,22 @@ def _parse_mask_inputs(values: list[str] | None) -> dict[str, str]:
 
 def _load(path: Path, custom_objects: list[str] | None, unsafe: bool):
     _quiet_backend()
+    import warnings
+
     from .errors import MaskvizError
     from .loading import load_model
 
     try:
-        return load_model(str(path), unsafe=unsafe, custom_objects=custom_objects or None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            model = load_model(str(path), unsafe=unsafe, custom_objects=custom_objects or None)
     except MaskvizError as e:
         raise _fail(str(e)) from None
+    for w in caught:
+        text = str(w.message)
+        if text.startswith("maskviz:"):
+            typer.echo(text.replace("maskviz:", "maskviz: warning:", 1), err=True)
+    return model
 
 
 def _exit_code(report, fail_on: FailOn) -> int:

@@ -531,7 +531,7 @@ def _reinspect(model: Any, before: Any) -> Any:
     oracle = True  # the leak check needs it, even when `before` ran without it
     pairs = _mask_inputs(probe)
     if not probe.from_data:
-        after = inspect(model, oracle=oracle, mask_inputs=pairs)
+        after = inspect(model, oracle=oracle, mask_inputs=pairs, seed=before.seed)
         same = [i.name for i in after.probe.inputs] == [i.name for i in probe.inputs] and all(
             np.array_equal(after.probe.values[k], v) for k, v in probe.values.items()
         )
@@ -539,7 +539,7 @@ def _reinspect(model: Any, before: Any) -> Any:
             return after
     # By position: a reloaded Sequential model may name its input differently.
     data = {f"arr_{i}": probe.values[inp.name] for i, inp in enumerate(probe.inputs)}
-    return inspect(model, data=data, oracle=oracle, mask_inputs=pairs)
+    return inspect(model, data=data, oracle=oracle, mask_inputs=pairs, seed=before.seed)
 
 
 def _unpadded_feed(probe: Any) -> tuple[Any, int] | None:

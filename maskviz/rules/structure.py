@@ -257,7 +257,7 @@ def mask_not_delivered(ctx: Context) -> Iterator[Finding]:
             "one tensor argument.",
             suggestion=(
                 f"Pass the mask explicitly: `{call.name}({seq.arg}, "
-                + "".join(f"{a.split('[')[0]}=..., " for a in dict.fromkeys(others))
+                + "".join(f"{a}=..., " for a in dict.fromkeys(a.split("[")[0] for a in others))
                 + f"mask=mask)` with the mask of `{seq.arg}`, e.g. "
                 "`mask = embedding.compute_mask(tokens)`. Or use "
                 "`maskviz.layers.MaskedLSTM`/`MaskedGRU`/`MaskedRNN` "
@@ -520,7 +520,7 @@ def explicit_mask_override(ctx: Context) -> Iterator[Finding]:
                 f"Received: explicit mask "
                 f"{_shape(got.shape) if got else '?'}"
                 f"{f' keeping {got.kept:.0%}' if got and got.kept is not None else ''}, "
-                f"input mask {_mask_of(seq)}"
+                f"input {_mask_of(seq)}"
                 f"{f' keeping {seq.mask.kept:.0%}' if seq and seq.mask and seq.mask.kept is not None else ''}.",  # noqa: E501
                 suggestion=(
                     "Check that the explicit mask belongs to this sequence; drop `mask=` to "
