@@ -258,8 +258,9 @@ def padding_leak(ctx: Context) -> Iterator[Finding]:
             + "."
         )
         left_note = (
-            " Only left-padded rows leak: with right padding (as keras-hub preprocessors "
-            "produce) this call is unaffected."
+            " Only left-padded rows leak: right-padded rows are unaffected here (as for a "
+            "forward RNN, or a read of position 0 such as BERT's `[CLS]`), so it matters "
+            "when your data is padded on the left."
             if left_only
             else ""
         )
