@@ -266,9 +266,14 @@ def _expand(keep: np.ndarray, ndim: int) -> np.ndarray:
 
 def _pair_for(name, specs, kinds) -> str | None:
     shape = next(s for n, s, _, _ in specs if n == name)
-    for n, s, _, _ in specs:
-        if n != name and kinds[n][0] == "tokens" and len(s) >= 2 and s[1] == shape[1]:
-            return n
+    # The token input with the largest vocabulary (token_ids, not segment_ids).
+    tokens = [
+        (kinds[n][1].get("vocab", 0), -i, n)
+        for i, (n, s, _, _) in enumerate(specs)
+        if n != name and kinds[n][0] == "tokens" and len(s) >= 2 and s[1] == shape[1]
+    ]
+    if tokens:
+        return max(tokens)[2]
     for n, s, _, _ in specs:
         if n != name and kinds[n][0] != "mask" and len(s) >= 2 and s[1] == shape[1]:
             return n
