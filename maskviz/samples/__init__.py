@@ -70,7 +70,8 @@ SAMPLES: MappingProxyType[str, tuple[str, str, Kind]] = MappingProxyType(
         ),
         "clean_transformer": (
             "clean_transformer.keras",
-            "One Transformer encoder block whose attention and pooling use the padding mask.",
+            "One Transformer encoder block whose attention and pooling use the padding mask "
+            "(clean; MV108 notes that its mean pooling gives NaN on an all-padding row).",
             "clean",
         ),
     }
