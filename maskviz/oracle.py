@@ -1015,9 +1015,12 @@ def _analyse(
                 FullyMaskedIssue(f, "nonfinite", tuple(n for n, _ in reached), nonfinite[f])
             )
         nn_outputs = [(n, c, i) for n, c, i in graph.output_keys if (c, i) in bad_nn]
-        leak_calls = {lk.call_id for lk in leaks}
+        # A leak of this source already explains what happens downstream of it
+        # (Conv1D drops the mask, so the LSTM after it reads padding even when
+        # every step is padding): only report non-neutral calls it does not reach.
+        explained = _downstream_closure(graph, {lk.call_id for lk in leaks})
         for f, reached in _first_calls(graph, set(nonneutral), nn_outputs):
-            if f in leak_calls or f in nonfinite:
+            if f in explained or f in nonfinite:
                 continue  # already reported as a leak / as non-finite
             count, rel = nonneutral[f]
             issues.append(
@@ -1038,6 +1041,17 @@ def _analyse(
         fully_masked_checked=bool(extra),
         fully_masked=tuple(issues),
     )
+
+
+def _downstream_closure(graph: _Graph, start: set[str]) -> set[str]:
+    seen = set(start)
+    stack = list(start)
+    while stack:
+        for d in graph.downstream.get(stack.pop(), ()):
+            if d not in seen:
+                seen.add(d)
+                stack.append(d)
+    return seen
 
 
 def _reached(trace: Any, graph: _Graph, src: _Source) -> tuple[str, ...]:

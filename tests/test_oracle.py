@@ -325,6 +325,20 @@ def test_fully_masked_sample_depending_on_padding_is_non_neutral():
     assert [(i.call_id, i.kind) for i in src.fully_masked] == [("attention_pooling", "non-neutral")]
 
 
+def test_fully_masked_check_does_not_repeat_a_leak():
+    """Conv1D drops the mask, so the LSTM after it reads the padding of an empty
+    sample too; that is the Conv1D leak again, not a second finding."""
+    i = keras.Input((8, 3))
+    x = L.Masking(0.0)(i)
+    x = L.Conv1D(4, 3, padding="same", name="conv1d")(x)
+    model = keras.Model(i, L.Dense(1)(L.LSTM(4, name="lstm")(x)))
+    _, _, r = oracle_of(model)
+    (src,) = r.sources
+    assert leaks(r) == {"conv1d"}
+    assert src.fully_masked_checked
+    assert src.fully_masked == ()
+
+
 def test_masked_rnn_gives_a_neutral_output_for_empty_samples(models):
     _, _, r = oracle_of(models("embedding_lstm_dense"))
     (src,) = r.sources
