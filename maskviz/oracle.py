@@ -583,9 +583,7 @@ def _perturbed_feed(
         b = base.shape[0]
         off = np.concatenate([~src.mask, np.ones((extra,) + src.mask.shape[1:], bool)])
         off = np.broadcast_to(_expand(off, base.ndim), (b + extra,) + base.shape[1:])
-        full = values[name].copy()
-        if extra:  # the perturbed rows start from the same content
-            full[b:] = base[:1] if base.ndim else full[b:]
+        full = values[name].copy()  # the appended rows are perturbed everywhere
         if np.issubdtype(base.dtype, np.integer) or base.dtype == bool:
             kept = base[np.broadcast_to(_expand(src.mask, base.ndim), base.shape)]
             pool = np.unique(kept)
@@ -660,7 +658,6 @@ def _aligned(trace: Any, src: _Source) -> set[tuple[str, int]]:
     """Outputs still aligned with the source's (batch, time) axes."""
     bt = tuple(src.mask.shape[:2])
     aligned = {src.align_key}
-    by_id = trace.by_id()
     has_aligned_input: set[str] = set()
     for c in trace.calls:
         ins = []
@@ -681,7 +678,6 @@ def _aligned(trace: Any, src: _Source) -> set[tuple[str, int]]:
                 ):
                     aligned.add((c.id, i))
                     break
-    del by_id
     return aligned
 
 
