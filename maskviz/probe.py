@@ -1,10 +1,12 @@
 """Probe batches: small, seeded inputs that exercise a model's masks.
 
 Rows have different lengths: a full row, a mostly padded row, a left-padded row
-and a row of three quarters. Integer inputs that reach an `Embedding` get token
-ids from its vocabulary with zeros as padding; float inputs that reach `Masking`
-get whole timesteps equal to `mask_value`; explicit mask inputs (`padding_mask`,
-`attention_mask`, ...) are filled to agree with their paired data input.
+and a row of three quarters (models with an explicit padding-mask input get a
+right-padded half row instead: their preprocessors pad on the right). Integer
+inputs that reach an `Embedding` get token ids from its vocabulary with zeros as
+padding; float inputs that reach `Masking` get whole timesteps equal to
+`mask_value`; explicit mask inputs (`padding_mask`, `attention_mask`, ...) are
+filled to agree with their paired data input.
 """
 
 from __future__ import annotations
@@ -53,13 +55,13 @@ class Probe:
         return arrays
 
 
-def _row_keep(batch: int, time: int) -> np.ndarray:
-    """(batch, time) bool: full, mostly padded, left-padded, three quarters."""
+def _row_keep(batch: int, time: int, *, left_pad: bool = True) -> np.ndarray:
+    """(batch, time) bool: full, mostly padded, left-padded (or half), three quarters."""
     keep = np.zeros((batch, time), dtype=bool)
     lengths = [time, max(1, time // 4), max(1, time // 2), max(1, (3 * time) // 4)]
     for r in range(batch):
         n = lengths[r % len(lengths)]
-        if r % len(lengths) == 2:
+        if left_pad and r % len(lengths) == 2:
             keep[r, time - n :] = True  # left-padded
         else:
             keep[r, :n] = True
@@ -187,7 +189,11 @@ def make_probe(
                 t_len = int(shape[1])
                 break
     t_len = t_len or DEFAULT_TIME
-    keep = _row_keep(BATCH, t_len)
+    # Models that take an explicit padding mask get it from a preprocessor, and those
+    # pad on the right (keras-hub's do): no left-padded row for them. Use --data to
+    # check left padding.
+    explicit = any(kind == "mask" for kind, _ in kinds.values())
+    keep = _row_keep(BATCH, t_len, left_pad=not explicit)
 
     values: dict[str, np.ndarray] = {}
     keeps: dict[str, np.ndarray | None] = {}

@@ -238,11 +238,24 @@ def test_bert_backbone_with_right_padding_does_not_leak(models, seed):
 
 
 def test_bert_pooled_output_reads_padding_when_left_padded(models):
-    """The default probe has a left-padded row: BERT's pooled output reads position
-    0 ([CLS]), which is padding there. The oracle must say exactly that: the
-    sequence output is clean, the pooled output leaks in that row only."""
+    """With a left-padded row (user data: the default probe pads explicit-mask models
+    on the right, as their preprocessors do), BERT's pooled output reads position 0
+    ([CLS]), which is padding there. The oracle must say exactly that: the sequence
+    output is clean, the pooled output leaks in that row only."""
+    from maskviz.probe import probe_from_arrays
+
     model = models("bert")
-    probe, trace, r = oracle_of(model, mask_inputs=BERT_PAIRS)
+    base = make_probe(model, mask_inputs=BERT_PAIRS)
+    assert base.values["padding_mask"][:, 0].all(), "default probe: right padding only"
+    keep = base.values["padding_mask"].astype(bool).copy()
+    keep[2] = keep[2][::-1]  # the half row, padded on the left instead
+    data = {k: np.array(v) for k, v in base.values.items()}
+    data["padding_mask"] = keep.astype(data["padding_mask"].dtype)
+    data["token_ids"] = np.where(keep, np.maximum(data["token_ids"][:, ::-1], 1), 0).astype(
+        data["token_ids"].dtype
+    )
+    probe = probe_from_arrays(model, data, mask_inputs=BERT_PAIRS)
+    probe, trace, r = oracle_of(model, mask_inputs=BERT_PAIRS, probe=probe)
     (src,) = r.sources
     seq_out = next(o.name for o in trace.outputs if len(o.shape) == 3)
     k, pooled = next((k, o.name) for k, o in enumerate(trace.outputs) if len(o.shape) == 2)

@@ -272,7 +272,7 @@ def padding_leak(ctx: Context) -> Iterator[Finding]:
             f"{size} at {how}, in {_rows(rows, layouts)}.{reach} Received: "
             f"input {_tensor(seq)}, output {_tensor(out)}. Expected kept positions to "
             f"be unchanged.{left_note}",
-            suggestion=_leak_suggestion(call, left_only),
+            suggestion=_leak_suggestion(call, left_only, _upstream_dropper(ctx, call)),
             fix=_leak_fix(call),
             severity=Severity.WARNING if left_only else Severity.ERROR,
             details=(
@@ -286,9 +286,31 @@ def padding_leak(ctx: Context) -> Iterator[Finding]:
         )
 
 
-def _leak_suggestion(call: Any, left_only: bool) -> str:
+def _upstream_dropper(ctx: Context, call: Any) -> Any:
+    """The nearest call upstream that received a mask and returned none."""
+    by_id = ctx.trace.by_id()
+    seq = _seq_input(call)
+    cur = by_id.get(seq.source) if seq is not None and seq.source else None
+    for _ in range(len(by_id)):
+        if cur is None:
+            return None
+        if cur.role == "destroyer":
+            return cur
+        nxt = _seq_input(cur)
+        cur = by_id.get(nxt.source) if nxt is not None and nxt.source else None
+    return None
+
+
+def _leak_suggestion(call: Any, left_only: bool, dropper: Any = None) -> str:
     cls = call.class_name
     tail = " Or pad sequences on the right." if left_only else ""
+    seq = _seq_input(call)
+    if call.call_accepts_mask and (seq is None or seq.mask is None) and dropper is not None:
+        return (
+            f"`{call.name}` would use a mask, but `{dropper.path}` ({dropper.class_name}) "
+            "upstream dropped it (see MV101 there): make that layer pass the mask on, and "
+            f"`{call.name}` gets it." + tail
+        )
     if cls == "Conv1D":
         return (
             "Replace it with `maskviz.layers.MaskedConv1D(...)` (same weights): it zeroes "
@@ -305,7 +327,13 @@ def _leak_suggestion(call: Any, left_only: bool) -> str:
             "with a mask-aware layer instead (`GlobalAveragePooling1D()` uses the mask, "
             "`maskviz.layers.MaskedGlobalMaxPooling1D()`)." + tail
         )
-    if call.call_accepts_mask and not call.received and not call.explicit_mask:
+    if (
+        call.call_accepts_mask
+        and not call.received
+        and not call.explicit_mask
+        and seq is not None
+        and seq.mask is not None
+    ):
         return (
             f"`{call.name}` accepts a mask but received none (Keras fills `mask` only for "
             f"a call with one tensor argument): pass it, `{call.name}(..., mask=mask)`, or "
@@ -333,11 +361,23 @@ def _leak_suggestion(call: Any, left_only: bool) -> str:
 
 
 def _leak_fix(call: Any) -> Fix:
+    from .structure import _replacer
+
     cls = call.class_name
+    seq = _seq_input(call)
     if cls in ("Conv1D", "GlobalMaxPooling1D"):
-        return Fix(Applicability.SAFE, f"replace {cls} with its maskviz.layers mask-aware twin")
-    if call.call_accepts_mask and not call.received and not call.explicit_mask:
-        seq = _seq_input(call)
+        return Fix(
+            Applicability.SAFE,
+            f"replace {cls} with maskviz.layers.Masked{cls} (same weights)",
+            replace=_replacer("masked_twin"),
+        )
+    if (
+        call.call_accepts_mask
+        and not call.received
+        and not call.explicit_mask
+        and seq is not None
+        and seq.mask is not None
+    ):
         return Fix(
             Applicability.SAFE,
             "pass the sequence input's own mask explicitly with `mask=`",
@@ -384,6 +424,8 @@ def fully_masked_sample(ctx: Context) -> Iterator[Finding]:
     y = ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)  # 0 when empty
     ```
     or drop empty samples from the data.
+
+    NaN/inf is a warning; a non-neutral output is info.
 
     ## Fix safety
     *Display-only*: what an empty sample should give depends on the model.
@@ -438,6 +480,9 @@ def fully_masked_sample(ctx: Context) -> Iterator[Finding]:
                 call,
                 msg,
                 suggestion=suggestion,
+                # NaN poisons a batch's loss; a padding-dependent output for an empty
+                # sample is worth knowing but often harmless (BERT's pooled output).
+                severity=Severity.WARNING if issue.kind == "nonfinite" else Severity.INFO,
                 fix=Fix(Applicability.DISPLAY_ONLY, "handle samples with no kept step"),
                 details=(
                     ("kind", issue.kind),
