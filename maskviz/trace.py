@@ -550,44 +550,47 @@ class Tracer:
             self.keep.append(t)
 
     # ----------------------------------------------------------------- wrappers
+    def _run(self, frame: _Frame, run: Any) -> Any:
+        """Runs one traced call (its frame already entered) and records it."""
+        try:
+            out = run()
+        except BaseException as e:
+            self._fail(frame, e)
+            raise
+        finally:
+            self.stack.pop()
+        self._exit(frame, out)
+        return out
+
+    def _repeat(self, key: tuple[str, int], run: Any) -> Any:
+        """A per-step repeat of a call already recorded: counted, not traced."""
+        self.direct[key].steps += 1
+        self.suppress += 1
+        try:
+            return run()
+        finally:
+            self.suppress -= 1
+
     def make_dunder(self, original):
         tracer = self
 
         def __call__(layer, *args, **kwargs):
             if tracer.suppress or id(layer) not in tracer.tracked:
                 return original(layer, *args, **kwargs)
+
+            def run():
+                return original(layer, *args, **kwargs)
+
             top = tracer.stack[-1] if tracer.stack else None
-            if top is not None and not top.root and _is_loop_body(top.layer, layer):
-                # An RNN cell called once per step: one record, `steps` counts them.
-                key = (top.call_id, id(layer))
-                if key in tracer.direct:
-                    tracer.direct[key].steps += 1
-                    tracer.suppress += 1
-                    try:
-                        return original(layer, *args, **kwargs)
-                    finally:
-                        tracer.suppress -= 1
-                frame = tracer._enter(layer, args, kwargs, via="__call__")
-                tracer.direct[key] = frame
-                try:
-                    out = original(layer, *args, **kwargs)
-                except BaseException as e:
-                    tracer._fail(frame, e)
-                    raise
-                finally:
-                    tracer.stack.pop()
-                tracer._exit(frame, out)
-                return out
+            per_step = top is not None and not top.root and _is_loop_body(top.layer, layer)
+            key = (top.call_id, id(layer)) if per_step else None
+            if key is not None and key in tracer.direct:
+                return tracer._repeat(key, run)
             frame = tracer._enter(layer, args, kwargs, via="__call__")
-            try:
-                out = original(layer, *args, **kwargs)
-            except BaseException as e:
-                tracer._fail(frame, e)
-                raise
-            finally:
-                tracer.stack.pop()
-            tracer._exit(frame, out)
-            return out
+            if key is not None:
+                # An RNN cell called once per step: one record, `steps` counts them.
+                tracer.direct[key] = frame
+            return tracer._run(frame, run)
 
         return __call__
 
@@ -598,35 +601,25 @@ class Tracer:
         # that asks whether `call` takes `mask` must get the same answer as without us.
         @functools.wraps(original)
         def call(*args, **kwargs):
+            def run():
+                return original(*args, **kwargs)
+
             top = tracer.stack[-1] if tracer.stack else None
             if tracer.suppress or top is None:
-                return original(*args, **kwargs)
+                return run()
             if top.layer is layer and not top.call_seen:
                 top.call_seen = True
                 top.received = _received_masks(layer, kwargs)
-                return original(*args, **kwargs)
+                return run()
             # A direct `layer.call(...)` from an enclosing layer (TimeDistributed).
             key = (top.call_id, id(layer))
             if key in tracer.direct:
-                tracer.direct[key].steps += 1
-                tracer.suppress += 1
-                try:
-                    return original(*args, **kwargs)
-                finally:
-                    tracer.suppress -= 1
+                return tracer._repeat(key, run)
             frame = tracer._enter(layer, args, kwargs, via="call")
             frame.call_seen = True
             frame.received = _received_masks(layer, kwargs)
             tracer.direct[key] = frame
-            try:
-                out = original(*args, **kwargs)
-            except BaseException as e:
-                tracer._fail(frame, e)
-                raise
-            finally:
-                tracer.stack.pop()
-            tracer._exit(frame, out)
-            return out
+            return tracer._run(frame, run)
 
         return call
 

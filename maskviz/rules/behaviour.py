@@ -12,6 +12,7 @@ from typing import Any
 
 from ..findings import Applicability, Finding, Fix, Severity
 from . import Context, rule
+from .structure import _seq_input
 
 
 def _shape(s: tuple) -> str:
@@ -24,13 +25,6 @@ def _tensor(t: Any) -> str:
         return "?"
     m = "no mask" if t.mask is None else f"mask {_shape(t.mask.shape)}"
     return f"{_shape(t.shape)} with {m}"
-
-
-def _seq_input(call: Any) -> Any:
-    for t in call.inputs:
-        if t.arg != "mask" and not t.arg.startswith("mask["):
-            return t
-    return None
 
 
 def _source_name(ctx: Context, key: str) -> str:
