@@ -253,6 +253,25 @@ class OracleResult:
     def leaking_calls(self) -> set[str]:
         return {lk.call_id for _, lk in self.leaks}
 
+    def summary_lines(self) -> list[str]:
+        """One line per mask source, for the text report."""
+        lines = []
+        for s in self.sources:
+            head = f"oracle: {s.source} ({s.kind}, {s.masked_positions} padded positions): "
+            if not s.leaks:
+                reached = ", ".join(s.outputs_reached) or "no output"
+                lines.append(head + f"no leak; reaches {reached}")
+                continue
+            parts = []
+            for lk in s.leaks:
+                rows = ", ".join(str(r) for r in lk.rows)
+                path = " -> ".join(lk.paths[0]) if lk.paths else lk.call_id
+                parts.append(f"LEAK at {lk.call_id} (change {lk.change:.2f}, rows {rows}) {path}")
+            lines.append(head + "; ".join(parts))
+        for what, why in self.skipped:
+            lines.append(f"oracle: skipped {what}: {why}")
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "rtol": self.rtol,
