@@ -43,6 +43,9 @@ def test_inspect_text_on_a_bug_exits_1(saved):
     result = runner.invoke(app, ["inspect", str(saved("seq2seq_initial_state"))])
     assert result.exit_code == 1, result.output
     assert "MV102" in result.output and "decoder" in result.output
+    # The oracle's verdict per mask source is part of the text report.
+    assert "oracle: dec_embedding" in result.output
+    assert "LEAK at decoder" in result.output
 
 
 def test_inspect_clean_model_exits_0(saved):
