@@ -10,6 +10,8 @@ from typing import Any
 from .findings import Finding, Severity
 
 JSON_SCHEMA_VERSION = 1
+# Time lengths tried when the model leaves time open and the default probe fails.
+LONGER_PROBES = (32, 128)
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,15 @@ def inspect(
     else:
         probe = probe_from_arrays(model, dict(data), mask_inputs=mask_inputs)
     trace = run_trace(model, probe.inputs, probe.feed())
+    if trace.error and data is None and probe.open_time:
+        # The time length was ours to choose: a model with long strided convolutions
+        # needs more than the default. A longer probe that runs wins.
+        for longer in LONGER_PROBES:
+            retry = make_probe(model, seed=seed, mask_inputs=mask_inputs, time=longer)
+            retried = run_trace(model, retry.inputs, retry.feed())
+            if retried.error is None:
+                probe, trace = retry, retried
+                break
     oracle_result = None
     if oracle and trace.error is None:
         try:

@@ -265,10 +265,10 @@ def demo(
 
 
 def _width() -> int:
-    try:
-        return max(100, os.get_terminal_size().columns)
-    except OSError:
-        return 120
+    """The terminal's width, or `COLUMNS`, or 140 when piped (CI logs)."""
+    import shutil
+
+    return max(100, shutil.get_terminal_size((140, 24)).columns)
 
 
 def _color() -> bool:

@@ -43,6 +43,7 @@ class Probe:
     keep: Mapping[str, np.ndarray | None]
     structure: str = "list"  # "single", "list" or "dict"
     from_data: bool = False
+    open_time: bool = False  # the model leaves the time length open (None)
 
     def feed(self, values: Mapping[str, np.ndarray] | None = None) -> Any:
         """The structure to pass to `model(...)`."""
@@ -183,11 +184,14 @@ def make_probe(
 
     # A shared time length, so paired inputs agree.
     t_len = time
+    open_time = False
     if t_len is None:
         for _, shape, _, _ in specs:
             if len(shape) >= 2 and shape[1] is not None:
                 t_len = int(shape[1])
                 break
+    if t_len is None:
+        open_time = any(len(shape) >= 2 and shape[1] is None for _, shape, _, _ in specs)
     t_len = t_len or DEFAULT_TIME
     # Models that take an explicit padding mask get it from a preprocessor, and those
     # pad on the right (keras-hub's do): no left-padded row for them. Use --data to
@@ -263,6 +267,7 @@ def make_probe(
         values=values,
         keep=keeps,
         structure=_structure(model, len(specs)),
+        open_time=open_time or time is not None,
     )
 
 
@@ -272,14 +277,20 @@ def _expand(keep: np.ndarray, ndim: int) -> np.ndarray:
 
 def _pair_for(name, specs, kinds) -> str | None:
     shape = next(s for n, s, _, _ in specs if n == name)
-    # The token input with the largest vocabulary (token_ids, not segment_ids).
+    # The token input sharing the mask's prefix (encoder_padding_mask pairs with
+    # encoder_token_ids), then the one with the largest vocabulary (token_ids, not
+    # segment_ids).
+    prefix = name.lower()
+    for word in ("padding_mask", "attention_mask", "mask", "padding", "valid"):
+        prefix = prefix.replace(word, "")
+    prefix = prefix.strip("_")
     tokens = [
-        (kinds[n][1].get("vocab", 0), -i, n)
+        (bool(prefix) and n.lower().startswith(prefix), kinds[n][1].get("vocab", 0), -i, n)
         for i, (n, s, _, _) in enumerate(specs)
         if n != name and kinds[n][0] == "tokens" and len(s) >= 2 and s[1] == shape[1]
     ]
     if tokens:
-        return max(tokens)[2]
+        return max(tokens)[3]
     for n, s, _, _ in specs:
         if n != name and kinds[n][0] != "mask" and len(s) >= 2 and s[1] == shape[1]:
             return n
@@ -381,6 +392,8 @@ def probe_from_arrays(
             f"The data's keys do not match the model's inputs. Received keys: {sorted(keys)}; "
             f"expected {names} (or arr_0..arr_{len(names) - 1})."
         )
+    for inp in base.inputs:
+        _check_shape(inp, values[inp.name])
     keeps: dict[str, np.ndarray | None] = {}
     for inp in base.inputs:
         arr = values[inp.name]
@@ -401,6 +414,21 @@ def probe_from_arrays(
     return Probe(
         inputs=base.inputs, values=values, keep=keeps, structure=base.structure, from_data=True
     )
+
+
+def _check_shape(inp: ModelInput, arr: np.ndarray) -> None:
+    """The user's array must fit the input: same rank, same fixed sizes."""
+    expected = tuple(inp.shape)
+    got = tuple(arr.shape)
+    fits = len(got) == len(expected) and all(
+        e is None or e == g for e, g in zip(expected[1:], got[1:])
+    )
+    if not fits:
+        dims = ", ".join("None" if d is None else str(d) for d in expected)
+        raise MaskvizError(
+            f"The data for input '{inp.name}' has the wrong shape. Received: {got}; "
+            f"expected ({dims}) (None = any size)."
+        )
 
 
 def _mask_value(model, inp, ki) -> float:

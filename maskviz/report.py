@@ -39,8 +39,11 @@ def call_rows(report: Any) -> list[tuple[str, ...]]:
         if c.received_mask is None:
             received = "n/a" if not c.call_accepts_mask else "None"
         else:
-            received = ", ".join(_mask(m) for m in c.received_mask)
-        path = c.id + (f" (x{c.steps})" if c.steps > 1 else "")
+            got = [m for m in c.received_mask if m is not None]
+            received = _mask(got[0]) + (f" +{len(got) - 1}" if len(got) > 1 else "")
+        # A tree: each call under the container it ran in (listed just above it).
+        path = "  " * c.depth + c.id.rsplit("/", 1)[-1]
+        path += f" (x{c.steps})" if c.steps > 1 else ""
         if not c.observed:
             path += " *"
         rows.append(
@@ -87,11 +90,13 @@ def render_text(report: Any, *, width: int = 120, color: bool = False) -> str:
         desc = ", ".join(f"{i.name} {_shape(i.shape)} {i.dtype} [{i.kind}]" for i in probe.inputs)
         console.print(f"inputs: {desc}" + (" (from --data)" if probe.from_data else ""))
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    table.add_column("call", overflow="fold")
-    table.add_column("class", no_wrap=True, overflow="ellipsis", max_width=22)
+    rows = call_rows(report)
+    longest = max((len(r[0]) for r in rows), default=4)
+    table.add_column("call", overflow="fold", min_width=min(longest, 36))
+    table.add_column("class", no_wrap=True, overflow="ellipsis", max_width=26)
     for col in ("input mask", "received", "output", "output mask", "role"):
-        table.add_column(col, no_wrap=True)
-    for row in call_rows(report):
+        table.add_column(col, no_wrap=col != "received", overflow="fold")
+    for row in rows:
         style = ROLE_STYLE.get(row[-1], "") if color else ""
         table.add_row(*row[:-1], Text(row[-1], style=style))
     console.print(table)

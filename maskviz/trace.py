@@ -112,6 +112,8 @@ class CallRecord:
         error: the exception message, on the call where the forward pass failed.
         is_container: the layer is a model or wraps layers (its inner calls are
             recorded separately).
+        is_functional: the layer is a Functional or Sequential model, whose masks flow
+            through its graph (not through code of its own).
     """
 
     id: str
@@ -138,6 +140,7 @@ class CallRecord:
     observed: bool = True
     error: str | None = None
     is_container: bool = False
+    is_functional: bool = False
 
     @property
     def input_masked(self) -> bool:
@@ -805,6 +808,7 @@ class Tracer:
             observed=not any(ki.is_symbolic(t) for t in in_tensors),
             error=error,
             is_container=bool(ki.direct_sublayers(layer)),
+            is_functional=ki.functional_of(layer) is not None,
         )
 
     def finish(self) -> list[CallRecord]:
@@ -953,6 +957,7 @@ def _walk_functional(model, prefix, parent, depth, sources, counts, records, ki)
                 role=role,
                 observed=False,
                 is_container=bool(ki.direct_sublayers(op)),
+                is_functional=inner is not None,
             )
         )
         if inner is not None:

@@ -159,6 +159,17 @@ def test_bad_data_file(saved, tmp_path):
     one_line_error(runner.invoke(app, ["inspect", str(saved("clean_lstm")), "--data", str(p)]))
 
 
+def test_data_of_the_wrong_shape_is_a_usage_error(saved, tmp_path):
+    p = tmp_path / "x.npz"
+    import numpy as np
+
+    np.savez(p, np.zeros((3, 12, 5), "int32"))
+    line = one_line_error(
+        runner.invoke(app, ["inspect", str(saved("clean_lstm")), "--data", str(p)])
+    )
+    assert "wrong shape" in line
+
+
 def test_explain_and_rules():
     result = runner.invoke(app, ["explain", "MV102"])
     assert result.exit_code == 0, result.output

@@ -11,6 +11,7 @@ import pytest
 CASES = {
     "MV101": ("conv1d_after_masking", "conv1d", "conv1d_after_masking_fixed"),
     "MV101-weakened": ("weakened_mask", "unmask_all", "weakened_mask_fixed"),
+    "MV101-accepts-mask": ("mask_arg_dropped", "scale", "weakened_mask_fixed"),
     "MV102": ("seq2seq_initial_state", "decoder", "seq2seq_initial_state_fixed"),
     "MV103": ("masking_5d_convlstm_same", None, "masking_5d_convlstm_fixed"),
     "MV104": ("strided_mask", "downsample", "strided_mask_fixed"),
@@ -60,6 +61,9 @@ def test_rule_quiet_on_twin(case, inspected):
         "subclassed_tagger",
         "timedistributed_dense",
         "no_masks",
+        "keras_hub_encoder",
+        "reversible_embedding_lstm",
+        "strided_conv_text",
     ],
 )
 def test_correct_models_have_no_structural_findings(name, inspected):
@@ -89,3 +93,10 @@ def test_mask_rank_mismatch_names_the_mask_source(inspected):
     report = inspected("masking_5d_convlstm_same", oracle=False)
     (f,) = rules_at(report, "MV103")
     assert dict(f.details)["mask_source"].startswith("masking")
+
+
+def test_a_longer_probe_is_tried_when_the_time_length_is_open(inspected):
+    # Two strided valid convolutions need more than the default 8 steps.
+    report = inspected("strided_conv_text", oracle=False)
+    assert report.trace.error is None
+    assert report.probe.values["text"].shape[1] > 8

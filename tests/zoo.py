@@ -320,3 +320,50 @@ class Zoo:
             keras.utils.set_random_seed(0)
             self._cache[name] = globals()[name]()
         return self._cache[name]
+
+
+# ------------------------------------------------------- from a new user's trial
+
+
+def keras_hub_encoder():
+    """keras-hub blocks set masks in their own code: sublayers that drop a mask inside
+    them are not mask drops of the model."""
+    import keras_hub
+
+    inp = keras.Input((16,), dtype="int32", name="tokens")
+    x = keras_hub.layers.TokenAndPositionEmbedding(100, 16, 32, mask_zero=True)(inp)
+    x = keras_hub.layers.TransformerEncoder(64, 2)(x)
+    x = L.GlobalAveragePooling1D()(x)
+    return keras.Model(inp, L.Dense(2)(x), name="keras_hub_encoder")
+
+
+def reversible_embedding_lstm():
+    """ReversibleEmbedding attaches its mask in `call`; its compute_mask returns None."""
+    inp = keras.Input((16,), dtype="int32", name="tokens")
+    x = L.ReversibleEmbedding(100, 16, mask_zero=True)(inp)
+    return keras.Model(inp, L.LSTM(8)(x), name="reversible_embedding_lstm")
+
+
+def strided_conv_text():
+    """keras.io's Conv1D text classifier: needs more steps than the default probe."""
+    inp = keras.Input((None,), dtype="int64", name="text")
+    x = L.Embedding(100, 16)(inp)
+    x = L.Conv1D(16, 7, padding="valid", activation="relu", strides=3)(x)
+    x = L.Conv1D(16, 7, padding="valid", activation="relu", strides=3)(x)
+    x = L.GlobalMaxPooling1D()(x)
+    return keras.Model(inp, L.Dense(1, activation="sigmoid")(x), name="strided_conv_text")
+
+
+@keras.saving.register_keras_serializable(package="maskviz_tests")
+class TakesMaskIgnoresIt(keras.layers.Layer):
+    """Accepts `mask` in call, neither uses it nor passes it on."""
+
+    def call(self, x, mask=None):
+        return x * 2.0
+
+
+def mask_arg_dropped():
+    inp = keras.Input((None,), dtype="int32", name="tokens")
+    x = L.Embedding(100, 8, mask_zero=True)(inp)
+    x = TakesMaskIgnoresIt(name="scale")(x)
+    return keras.Model(inp, L.LSTM(8)(x), name="mask_arg_dropped")

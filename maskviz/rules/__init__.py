@@ -163,17 +163,20 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
 
 
 def iter_downstream(trace: Any, call_id: str) -> Iterator[Any]:
-    """Every call that depends on `call_id`'s outputs, breadth first, once each."""
+    """Every call that depends on `call_id`'s outputs, breadth first, once each.
+
+    What happens inside a nested model or wrapper reaches what the container feeds,
+    unless the container's output carries a mask again (it restored it itself).
+    """
     consumers: dict[str, list[Any]] = {}
     by_id = {c.id: c for c in trace.calls}
     for c in trace.calls:
         for t in c.inputs:
             if t.source is not None:
                 consumers.setdefault(t.source, []).append(c)
-        # What happens inside a nested model or wrapper reaches what its
-        # container feeds.
-        if c.parent in by_id:
-            consumers.setdefault(c.id, []).append(by_id[c.parent])
+        parent = by_id.get(c.parent) if c.parent else None
+        if parent is not None and not parent.output_masked:
+            consumers.setdefault(c.id, []).append(parent)
     seen = {call_id}
     queue = [call_id]
     while queue:

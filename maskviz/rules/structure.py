@@ -65,7 +65,7 @@ def _keeps_time(call: Any) -> bool:
     if seq is None or not call.outputs or len(seq.shape) < 2:
         return False
     out = call.outputs[0]
-    return len(out.shape) >= 2 and tuple(out.shape[:2]) == tuple(seq.shape[:2])
+    return len(out.shape) == len(seq.shape) and tuple(out.shape[:2]) == tuple(seq.shape[:2])
 
 
 @rule("MV101", "mask-dropped", Severity.ERROR)
@@ -103,6 +103,7 @@ def mask_dropped(ctx: Context) -> Iterator[Finding]:
     layer is *unsafe* (maskviz cannot know the layer works per step).
     """
     kids = _children(ctx)
+    by_id = ctx.trace.by_id()
     for call in ctx.trace.calls:
         if call.via != "__call__" or call.error or not call.outputs:
             continue
@@ -110,6 +111,11 @@ def mask_dropped(ctx: Context) -> Iterator[Finding]:
         if seq is None or seq.mask is None:
             continue
         if call.id in kids:  # a container: the inner call that drops it is flagged
+            continue
+        parent = by_id.get(call.parent) if call.parent else None
+        if parent is not None and not parent.is_functional and parent.received:
+            # Inside a layer that takes the mask itself (MultiHeadAttention, a
+            # keras-hub block): its own code applies it, not its sublayers.
             continue
         if call.mask_weakened:
             kept_in = seq.mask.kept
@@ -128,10 +134,15 @@ def mask_dropped(ctx: Context) -> Iterator[Finding]:
                 fix=Fix(Applicability.DISPLAY_ONLY, "combine the incoming mask in compute_mask"),
             )
             continue
-        if call.output_masked or call.received:
+        if call.output_masked or (call.received and not _keeps_time(call)):
+            # Taking the mask and reducing the time axis (an RNN returning its last
+            # output, masked pooling) consumes it; keeping the time axis drops it.
             continue
         downstream = list(iter_downstream(ctx.trace, call.id))
-        users = [c for c in downstream if c.call_accepts_mask and c.via == "__call__"]
+        # Users that would want the mask and did not get one from elsewhere.
+        users = [
+            c for c in downstream if c.call_accepts_mask and c.via == "__call__" and not c.received
+        ]
         reaches_output = any(
             o.source == call.id or o.source in {c.id for c in downstream} for o in ctx.trace.outputs
         )
@@ -566,13 +577,13 @@ def mask_unconsumed(ctx: Context) -> Iterator[Finding]:
         for t in c.inputs:
             if t.source is not None:
                 consumers.setdefault(t.source, []).append(c)
-        # Inside a wrapper or nested model, what the inner call makes may leave
-        # through the container's own output.
-        if c.parent in by_id and not consumers.get(c.id):
-            consumers.setdefault(c.id, [])
     for c in trace.calls:
-        if c.parent in by_id and not consumers.get(c.id):
-            consumers[c.id] = [by_id[c.parent]]
+        # Inside a wrapper or nested model, what the inner call makes may leave
+        # through the container's own output: when nothing inside takes it, or when
+        # the container's output carries a mask (it passed it on itself).
+        parent = by_id.get(c.parent) if c.parent else None
+        if parent is not None and (parent.output_masked or not consumers.get(c.id)):
+            consumers.setdefault(c.id, []).append(parent)
     masked_outputs = {o.source for o in trace.outputs if o.mask is not None}
     for call in trace.calls:
         if call.role != "generator" or call.via != "__call__" or not call.observed:
@@ -665,6 +676,10 @@ def compute_mask_ignored(ctx: Context) -> Iterator[Finding]:
             continue
         attached = call.outputs[0].mask if call.outputs else None
         made = call.computed_mask[0] if call.computed_mask else None
+        if made is None:
+            # `compute_mask` returns None on purpose in layers that attach their mask
+            # in `call` (ReversibleEmbedding, keras-hub's TokenAndPositionEmbedding).
+            continue
         why = (
             "`supports_masking` is False, so Keras never calls `compute_mask`"
             if not call.supports_masking
