@@ -295,6 +295,17 @@ def _upstream_dropper(ctx: Context, call: Any) -> Any:
     return None
 
 
+def _not_delivered(call: Any, seq: Any) -> bool:
+    """The call takes a mask, its sequence carried one, and `call` got none (MV102)."""
+    return (
+        call.call_accepts_mask
+        and not call.received
+        and not call.explicit_mask
+        and seq is not None
+        and seq.mask is not None
+    )
+
+
 def _leak_suggestion(call: Any, left_only: bool, dropper: Any = None) -> str:
     cls = call.class_name
     tail = " Or pad sequences on the right." if left_only else ""
@@ -321,13 +332,7 @@ def _leak_suggestion(call: Any, left_only: bool, dropper: Any = None) -> str:
             "with a mask-aware layer instead (`GlobalAveragePooling1D()` uses the mask, "
             "`maskviz.layers.MaskedGlobalMaxPooling1D()`)." + tail
         )
-    if (
-        call.call_accepts_mask
-        and not call.received
-        and not call.explicit_mask
-        and seq is not None
-        and seq.mask is not None
-    ):
+    if _not_delivered(call, seq):
         return (
             f"`{call.name}` accepts a mask but received none (Keras fills `mask` only for "
             f"a call with one tensor argument): pass it, `{call.name}(..., mask=mask)`, or "
@@ -365,13 +370,7 @@ def _leak_fix(call: Any) -> Fix:
             f"replace {cls} with maskviz.layers.Masked{cls} (same weights)",
             replace=_replacer("masked_twin"),
         )
-    if (
-        call.call_accepts_mask
-        and not call.received
-        and not call.explicit_mask
-        and seq is not None
-        and seq.mask is not None
-    ):
+    if _not_delivered(call, seq):
         return Fix(
             Applicability.SAFE,
             "pass the sequence input's own mask explicitly with `mask=`",
