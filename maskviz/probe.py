@@ -346,7 +346,7 @@ def _input_specs(model: Any, ki: Any) -> list[tuple[str, tuple, str, Any]]:
     raise MaskvizError(
         f"Model '{model.name}' has no known inputs (it was never built or called). "
         "Expected a Functional or Sequential model with an `Input`, or a built subclassed "
-        "model. Build it (`model.build(shape)`) or pass samples with `--data file.npz`."
+        "model. Build it first (`model.build(input_shape)`, or call it once on a batch)."
     )
 
 
