@@ -813,6 +813,22 @@ def _first_calls(
     return out
 
 
+def _owner(by_id: dict[str, Any], call_id: str, changed: set[str]) -> str:
+    """A leak inside a layer that applies masks in its own code (MultiHeadAttention,
+    a keras-hub block) is that layer's: its sublayers are compared on the wrong
+    axes (an attention output runs along the query, not the value)."""
+    cur = by_id.get(call_id)
+    owner = call_id
+    while cur is not None and cur.parent:
+        parent = by_id.get(cur.parent)
+        if parent is None or parent.is_functional or not parent.received:
+            break
+        if parent.id in changed:
+            owner = parent.id
+        cur = parent
+    return owner
+
+
 def _row_layouts(keep2: np.ndarray) -> tuple[str, ...]:
     out = []
     for row in keep2.astype(bool):
@@ -1003,9 +1019,19 @@ def _analyse(
     bad_outputs = [(n, c, i) for n, c, i in graph.output_keys if (c, i) in changes]
     layouts = _row_layouts(src.keep2)
     leaks = []
+    by_id = trace.by_id()
+    seen: set[str] = set()
     for f, reached in _first_calls(graph, changed_calls, bad_outputs):
+        f = _owner(by_id, f, changed_calls)
+        if f in seen:
+            continue
+        seen.add(f)
         mine = [ch for (cid, _), ch in changes.items() if cid == f]
-        rows = tuple(sorted({r for ch in mine for r in ch.rows}))
+        # The rows that matter are those where the reached outputs change too (a
+        # leak can travel through padded steps into rows its first call keeps clean).
+        names = {n for n, _ in reached}
+        out_rows = {r for n, c, i in bad_outputs if n in names for r in changes[(c, i)].rows}
+        rows = tuple(sorted({r for ch in mine for r in ch.rows} | out_rows))
         leaks.append(
             Leak(
                 call_id=f,
@@ -1013,7 +1039,7 @@ def _analyse(
                 rows=rows,
                 layouts=tuple(sorted({layouts[r] for r in rows if r < len(layouts)})),
                 outputs=tuple(n for n, _ in reached),
-                paths=tuple(p for _, p in reached),
+                paths=tuple(p[p.index(f) :] if f in p else p for _, p in reached),
             )
         )
     reached_outputs = _reached(trace, graph, src)

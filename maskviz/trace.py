@@ -114,6 +114,10 @@ class CallRecord:
             recorded separately).
         is_functional: the layer is a Functional or Sequential model, whose masks flow
             through its graph (not through code of its own).
+        reverses_time: the layer returns its sequence in reverse (an RNN with
+            `go_backwards=True` and `return_sequences=True`).
+        mask_unchanged: the output mask equals the mask that came in (`None` when
+            either is missing or it cannot be told).
     """
 
     id: str
@@ -141,6 +145,8 @@ class CallRecord:
     error: str | None = None
     is_container: bool = False
     is_functional: bool = False
+    reverses_time: bool = False
+    mask_unchanged: bool | None = None
 
     @property
     def input_masked(self) -> bool:
@@ -809,6 +815,9 @@ class Tracer:
             error=error,
             is_container=bool(ki.direct_sublayers(layer)),
             is_functional=ki.functional_of(layer) is not None,
+            reverses_time=bool(getattr(layer, "go_backwards", False))
+            and bool(getattr(layer, "return_sequences", False)),
+            mask_unchanged=same,
         )
 
     def finish(self) -> list[CallRecord]:

@@ -188,3 +188,29 @@ def test_behaviour_rules_read_the_context_only():
     trace = run_trace(model, probe.inputs, probe.feed())
     found = run_rules(Context(trace, probe, None, model), select=["MV106"])
     assert [f.rule for f in found] == ["MV106"]
+
+
+def test_leak_through_padded_steps_into_right_padded_rows_is_an_error():
+    # A causal Conv1D drops the mask; its padded steps carry the noise on to the
+    # unmasked GRU, whose output changes in right-padded rows too.
+    L = keras.layers
+    t = keras.Input((None,), dtype="int32")
+    x = L.Embedding(20, 4, mask_zero=True)(t)
+    c = L.Conv1D(4, 3, padding="causal", name="causal_conv")(x)
+    model = keras.Model(t, L.Dense(2)(L.GRU(3)(c)))
+    assert at(maskviz.inspect(model), "MV107") == {"causal_conv": Severity.ERROR}
+
+
+def test_leak_inside_attention_is_reported_at_the_attention_layer():
+    # Causal cross-attention whose keys are left-padded: a leak that only left
+    # padding shows, owned by MultiHeadAttention, not its output projection.
+    L = keras.layers
+    q = keras.Input((None,), dtype="int32", name="q")
+    v = keras.Input((None,), dtype="int32", name="v")
+    o = L.MultiHeadAttention(2, 4, name="cross")(
+        L.Embedding(20, 8, mask_zero=True)(q),
+        L.Embedding(20, 8, mask_zero=True)(v),
+        use_causal_mask=True,
+    )
+    model = keras.Model([q, v], L.Dense(2)(L.GlobalAveragePooling1D()(o)))
+    assert at(maskviz.inspect(model), "MV107") == {"cross": Severity.WARNING}

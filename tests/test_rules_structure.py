@@ -16,6 +16,7 @@ CASES = {
     "MV103": ("masking_5d_convlstm_same", None, "masking_5d_convlstm_fixed"),
     "MV104": ("strided_mask", "downsample", "strided_mask_fixed"),
     "MV104-td": ("timedistributed_embedding", None, "timedistributed_dense"),
+    "MV104-backwards": ("backwards_sequence", "backwards", "bidirectional_tagger"),
     "MV105": ("explicit_mask_override", "lstm_b", "explicit_mask_override_fixed"),
     "MV110": ("flatten_after_embedding", None, "flatten_after_embedding_fixed"),
     "MV111": ("compute_mask_ignored", "ignored", "compute_mask_ignored_fixed"),

@@ -367,3 +367,12 @@ def mask_arg_dropped():
     x = L.Embedding(100, 8, mask_zero=True)(inp)
     x = TakesMaskIgnoresIt(name="scale")(x)
     return keras.Model(inp, L.LSTM(8)(x), name="mask_arg_dropped")
+
+
+def backwards_sequence():
+    """SimpleRNN(go_backwards=True, return_sequences=True) reverses its output but
+    Keras passes the input's mask on unreversed."""
+    t = keras.Input((None,), dtype="int32", name="tokens")
+    x = L.Embedding(20, 4, mask_zero=True)(t)
+    r = L.SimpleRNN(3, go_backwards=True, return_sequences=True, name="backwards")(x)
+    return keras.Model(t, L.Dense(2)(L.LSTM(2)(r)), name="backwards_sequence")

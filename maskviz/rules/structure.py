@@ -402,8 +402,9 @@ def mask_time_misaligned(ctx: Context) -> Iterator[Finding]:
     ## What it does
     Flags a mask whose time length differs from its tensor's (a strided or `valid`
     convolution, pooling, cropping or reshape that passed the mask on unchanged),
-    and a `TimeDistributed` wrapper whose inner layer makes a mask that the wrapper
-    loses or misaligns.
+    a `TimeDistributed` wrapper whose inner layer makes a mask that the wrapper
+    loses or misaligns, and an RNN that returns its sequence reversed
+    (`go_backwards=True, return_sequences=True`) with the input's mask unreversed.
 
     ## Why is this bad?
     A mask of length 10 on a tensor of length 5 masks the wrong steps, or fails
@@ -426,7 +427,33 @@ def mask_time_misaligned(ctx: Context) -> Iterator[Finding]:
     same weights; only how the mask is reported changes.
     """
     by_parent = _children(ctx)
+    by_id = ctx.trace.by_id()
     for call in ctx.trace.calls:
+        parent = by_id.get(call.parent) if call.parent else None
+        own_code = parent is not None and not parent.is_functional and parent.received
+        if (
+            call.reverses_time
+            and call.mask_unchanged
+            and not own_code  # Bidirectional reverses its backward layer's output back
+            and call.outputs
+            and call.outputs[0].mask is not None
+            and call.outputs[0].mask.kept not in (0.0, 1.0)
+        ):
+            yield ctx.finding(
+                "MV104",
+                call,
+                f"`{call.path}` ({call.class_name}) returns its sequence reversed "
+                "(`go_backwards=True`, `return_sequences=True`) but passes the input's mask "
+                f"on unreversed: output {_shape(call.outputs[0].shape)} with mask "
+                f"{_shape(call.outputs[0].mask.shape)}. Expected the mask reversed along "
+                "time too; downstream layers now read padding steps and skip real ones.",
+                suggestion=(
+                    "Reverse the output back before the next layer (`ops.flip(y, axis=1)`), "
+                    "use `Bidirectional`, or `maskviz.layers.MaskedRNN(cell, "
+                    "go_backwards=True, return_sequences=True)`, which reverses its mask."
+                ),
+                fix=Fix(Applicability.DISPLAY_ONLY, "reverse the output or its mask"),
+            )
         for t in call.outputs:
             if t.mask is None or len(t.shape) < 2 or t.mask.rank < 2:
                 continue
