@@ -814,14 +814,15 @@ def _first_calls(
 
 
 def _owner(by_id: dict[str, Any], call_id: str, changed: set[str]) -> str:
-    """A leak inside a layer that applies masks in its own code (MultiHeadAttention,
-    a keras-hub block) is that layer's: its sublayers are compared on the wrong
-    axes (an attention output runs along the query, not the value)."""
+    """A leak inside a layer with code of its own (MultiHeadAttention, Bidirectional,
+    a keras-hub block) is that layer's: its sublayers may be compared on the wrong
+    axes (an attention output runs along the query, not the value), and the layer
+    is what the user wrote. Inside nested Functional models the inner call stays."""
     cur = by_id.get(call_id)
     owner = call_id
     while cur is not None and cur.parent:
         parent = by_id.get(cur.parent)
-        if parent is None or parent.is_functional or not parent.received:
+        if parent is None or parent.is_functional:
             break
         if parent.id in changed:
             owner = parent.id
@@ -1051,19 +1052,25 @@ def _analyse(
             trace, pert, graph, src, aligned, batch
         )
         nf_outputs = [(n, c, i) for n, c, i in graph.output_keys if (c, i) in bad_nf]
+        owned: set[str] = set()
         for f, reached in _first_calls(graph, set(nonfinite), nf_outputs):
-            issues.append(
-                FullyMaskedIssue(f, "nonfinite", tuple(n for n, _ in reached), nonfinite[f])
-            )
+            count = nonfinite[f]
+            f = _owner(by_id, f, set(nonfinite))
+            if f in owned:
+                continue
+            owned.add(f)
+            issues.append(FullyMaskedIssue(f, "nonfinite", tuple(n for n, _ in reached), count))
         nn_outputs = [(n, c, i) for n, c, i in graph.output_keys if (c, i) in bad_nn]
         # A leak of this source already explains what happens downstream of it
         # (Conv1D drops the mask, so the LSTM after it reads padding even when
         # every step is padding): only report non-neutral calls it does not reach.
         explained = _downstream_closure(graph, {lk.call_id for lk in leaks})
         for f, reached in _first_calls(graph, set(nonneutral), nn_outputs):
-            if f in explained or f in nonfinite:
-                continue  # already reported as a leak / as non-finite
             count, rel = nonneutral[f]
+            f = _owner(by_id, f, set(nonneutral))
+            if f in explained or f in nonfinite or f in owned:
+                continue  # already reported as a leak / as non-finite
+            owned.add(f)
             issues.append(
                 FullyMaskedIssue(f, "non-neutral", tuple(n for n, _ in reached), count, rel)
             )

@@ -185,13 +185,20 @@ def make_probe(
     # A shared time length, so paired inputs agree.
     t_len = time
     open_time = False
+    # The time axis is axis 1 of the sequence inputs (tokens, masked floats, rank 3+),
+    # not of a state input such as `(batch, units)`.
+    sequences = [
+        shape
+        for n, shape, _, _ in specs
+        if len(shape) >= 3 or (len(shape) == 2 and kinds[n][0] in ("tokens", "mask"))
+    ] or [shape for _, shape, _, _ in specs if len(shape) >= 2]
     if t_len is None:
-        for _, shape, _, _ in specs:
-            if len(shape) >= 2 and shape[1] is not None:
+        for shape in sequences:
+            if shape[1] is not None:
                 t_len = int(shape[1])
                 break
     if t_len is None:
-        open_time = any(len(shape) >= 2 and shape[1] is None for _, shape, _, _ in specs)
+        open_time = any(shape[1] is None for shape in sequences)
     t_len = t_len or DEFAULT_TIME
     # Models that take an explicit padding mask get it from a preprocessor, and those
     # pad on the right (keras-hub's do): no left-padded row for them. Use --data to

@@ -101,3 +101,13 @@ def test_a_longer_probe_is_tried_when_the_time_length_is_open(inspected):
     report = inspected("strided_conv_text", oracle=False)
     assert report.trace.error is None
     assert report.probe.values["text"].shape[1] > 8
+
+
+def test_one_finding_per_wrapper_not_per_inner_rnn(inspected):
+    report = inspected("bidirectional_initial_state")
+    assert [(f.rule, f.layer) for f in report.findings if f.rule in ("MV102", "MV107")] == [
+        ("MV102", "bi"),
+        ("MV107", "bi"),
+    ], report.to_text()
+    # The state input (batch, 3) does not set the probe's time length.
+    assert report.probe.values["tokens"].shape[1] == 8

@@ -376,3 +376,12 @@ def backwards_sequence():
     x = L.Embedding(20, 4, mask_zero=True)(t)
     r = L.SimpleRNN(3, go_backwards=True, return_sequences=True, name="backwards")(x)
     return keras.Model(t, L.Dense(2)(L.LSTM(2)(r)), name="backwards_sequence")
+
+
+def bidirectional_initial_state():
+    """Bidirectional called with initial_state: its RNNs never get the mask."""
+    t = keras.Input((None,), dtype="int32", name="tokens")
+    h = keras.Input((3,), name="state")
+    x = L.Embedding(20, 4, mask_zero=True)(t)
+    y = L.Bidirectional(L.GRU(3), name="bi")(x, initial_state=[h, h])
+    return keras.Model([t, h], L.Dense(1)(y), name="bidirectional_initial_state")

@@ -249,6 +249,8 @@ def mask_not_delivered(ctx: Context) -> Iterator[Finding]:
     Passing the sequence's own mask explicitly is *safe*: rows without padding are
     unchanged (their mask is all true).
     """
+    by_id = ctx.trace.by_id()
+    flagged: set[str] = set()
     for call in ctx.trace.calls:
         if call.via != "__call__" or not call.call_accepts_mask or call.received:
             continue
@@ -257,6 +259,9 @@ def mask_not_delivered(ctx: Context) -> Iterator[Finding]:
         seq = _seq_input(call)
         if seq is None or seq.mask is None:
             continue
+        if call.parent in flagged and not by_id[call.parent].is_functional:
+            continue  # Bidirectional's inner RNNs: the wrapper's finding says it
+        flagged.add(call.id)
         others = [t.arg for t in call.inputs if t is not seq and not t.arg.startswith("mask")]
         yield ctx.finding(
             "MV102",
@@ -660,9 +665,14 @@ def mask_unconsumed(ctx: Context) -> Iterator[Finding]:
 
 
 def _flagged_as_drop(ctx: Context, calls: list[Any]) -> bool:
-    """Whether MV101 already reports where this mask stops (one root cause, one finding)."""
+    """Whether MV101 or MV102 already reports where this mask stops (one root cause,
+    one finding)."""
     ids = {c.id for c in calls}
-    return bool(ids) and any(f.call_id in ids for f in mask_dropped(ctx))
+    if not ids:
+        return False
+    return any(f.call_id in ids for f in mask_dropped(ctx)) or any(
+        f.call_id in ids for f in mask_not_delivered(ctx)
+    )
 
 
 @rule("MV111", "compute-mask-ignored", Severity.WARNING)
