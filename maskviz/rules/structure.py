@@ -113,9 +113,10 @@ def mask_dropped(ctx: Context) -> Iterator[Finding]:
         if call.id in kids:  # a container: the inner call that drops it is flagged
             continue
         parent = by_id.get(call.parent) if call.parent else None
-        if parent is not None and not parent.is_functional and parent.received:
-            # Inside a layer that takes the mask itself (MultiHeadAttention, a
-            # keras-hub block): its own code applies it, not its sublayers.
+        if parent is not None and not parent.is_functional and parent.call_accepts_mask:
+            # Inside a layer that takes the mask itself (MultiHeadAttention,
+            # Bidirectional, a keras-hub block): its own code applies it (or, when it
+            # got none, MV102 says so there), not its sublayers.
             continue
         if call.mask_weakened:
             kept_in = seq.mask.kept
