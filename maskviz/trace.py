@@ -971,20 +971,9 @@ def _walk_functional(model, prefix, parent, depth, sources, counts, records, ki)
         )
         if inner is not None:
             _walk_functional(inner, path + "/", call_id, depth + 1, sources, counts, records, ki)
-            # The nested model's outputs come from its inner calls.
-            for t_outer, t_inner in zip(outs, _flat(inner.outputs)):
-                hit = sources.get(id(t_inner))
-                sources[id(t_outer)] = (
-                    (call_id, outs.index(t_outer))
-                    if hit is None
-                    else (
-                        call_id,
-                        outs.index(t_outer),
-                    )
-                )
-        else:
-            for i, t in enumerate(outs):
-                sources[id(t)] = (call_id, i)
+        # Consumers of a nested model's outputs are fed by the container's call.
+        for i, t in enumerate(outs):
+            sources[id(t)] = (call_id, i)
 
 
 # --------------------------------------------------------------------------- entry point

@@ -498,8 +498,19 @@ class _CellWrappingRNN(MaskedRNN):
     """A MaskedRNN that builds its own Keras cell and exposes a flat config."""
 
     _cell_class: type = keras.layers.Layer
+    _source_class: type = keras.layers.RNN  # the Keras layer `from_layer` converts
     _cell_args: tuple[str, ...] = ()
     _cell_name = "cell"
+
+    @classmethod
+    def from_layer(cls, layer: keras.layers.Layer) -> MaskedRNN:
+        if not isinstance(layer, cls._source_class):
+            raise ValueError(
+                f"`{cls.__name__}.from_layer` expects a "
+                f"`keras.layers.{cls._source_class.__name__}`. Received: "
+                f"{type(layer).__name__}"
+            )
+        return super().from_layer(layer)
 
     def __init__(self, units: int, **kwargs: Any) -> None:
         kwargs.pop("stateful", None)  # only False reaches here (see from_layer)
@@ -568,17 +579,9 @@ class MaskedLSTM(_CellWrappingRNN):
     """
 
     _cell_class = keras.layers.LSTMCell
+    _source_class = keras.layers.LSTM
     _cell_args = _LSTM_ARGS
     _cell_name = "lstm_cell"
-
-    @classmethod
-    def from_layer(cls, layer: keras.layers.Layer) -> MaskedRNN:
-        if not isinstance(layer, keras.layers.LSTM):
-            raise ValueError(
-                f"`MaskedLSTM.from_layer` expects a `keras.layers.LSTM`. Received: "
-                f"{type(layer).__name__}"
-            )
-        return super().from_layer(layer)
 
 
 @keras.saving.register_keras_serializable(package="maskviz")
@@ -612,14 +615,6 @@ class MaskedGRU(_CellWrappingRNN):
     """
 
     _cell_class = keras.layers.GRUCell
+    _source_class = keras.layers.GRU
     _cell_args = _GRU_ARGS
     _cell_name = "gru_cell"
-
-    @classmethod
-    def from_layer(cls, layer: keras.layers.Layer) -> MaskedRNN:
-        if not isinstance(layer, keras.layers.GRU):
-            raise ValueError(
-                f"`MaskedGRU.from_layer` expects a `keras.layers.GRU`. Received: "
-                f"{type(layer).__name__}"
-            )
-        return super().from_layer(layer)
