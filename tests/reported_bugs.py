@@ -23,10 +23,12 @@ invariance directly on the installed Keras, independently of maskviz:
    right-padded row moved behind its padding (left padding); time-less outputs
    must not change;
 5. loss: for cases with a loss, the loss of `model.compile(loss=...)` must not
-   change when padding (with arbitrary targets) is appended.
+   change when the padded steps' targets change, nor when padding (with arbitrary
+   targets) is appended.
 
 Any change larger than `RTOL` of the outputs' scale is a "leak"; an exception on
-the padded data is a "crash"; otherwise "clean".
+the padded data is a "crash" (its detail says whether the same batch with real
+content in place of the padding runs); otherwise "clean".
 """
 
 from __future__ import annotations
@@ -1008,6 +1010,197 @@ def reshape_after_masked_embedding():
     return keras.Model(i, L.Dense(2)(x), name="reshape_after_masked_embedding")
 
 
+@case(
+    "bug",
+    "https://github.com/ageron/handson-ml2/issues/369",
+    "compute_mean_embedding (sum / sqrt(count of non-zero vectors)) after "
+    "Embedding(mask_zero): '<pad> tokens => zero vectors' is false, padding is summed.",
+    data=tokens("token_ids", lengths=(6, 3, 4), time=7, left=(2,)),
+    pad={"token_ids": 0},
+)
+def mean_embedding_assumes_zero_padding():
+    def compute_mean_embedding(inputs):
+        not_pad = ops.count_nonzero(inputs, axis=-1)
+        n_words = ops.count_nonzero(not_pad, axis=-1)
+        sqrt_n_words = ops.sqrt(ops.cast(ops.expand_dims(n_words, -1), "float32"))
+        return ops.sum(inputs, axis=1) / sqrt_n_words
+
+    return keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32", name="token_ids"),
+            L.Embedding(20, 8, mask_zero=True),
+            L.Lambda(compute_mean_embedding, output_shape=(8,)),
+            L.Dense(10, activation="relu"),
+            L.Dense(1, activation="sigmoid"),
+        ],
+        name="mean_embedding_assumes_zero_padding",
+    )
+
+
+@keras.saving.register_keras_serializable(package="reported_bugs")
+class KeyMaskedSelfAttention(keras.Model):
+    """Kyubyong/transformer#33: key mask = sign(|sum(keys)|), keys = tokens + positions."""
+
+    def __init__(self, vocab=20, maxlen=16, dim=8, **kwargs):
+        super().__init__(**kwargs)
+        self.tok = L.Embedding(vocab, dim)
+        self.pos = L.Embedding(maxlen, dim)
+        self.mha = L.MultiHeadAttention(num_heads=2, key_dim=4)
+        self.out = L.Dense(3)
+
+    def call(self, token_ids):
+        x = self.tok(token_ids) + self.pos(ops.arange(ops.shape(token_ids)[1]))
+        key_masks = ops.sign(ops.abs(ops.sum(x, axis=-1)))  # never 0 once positions are added
+        att = ops.cast(ops.expand_dims(key_masks, 1), "bool")
+        att = ops.logical_and(att, ops.ones_like(ops.expand_dims(key_masks, 2), dtype="bool"))
+        return self.out(self.mha(x, x, attention_mask=att))
+
+
+@case(
+    "bug",
+    "https://github.com/Kyubyong/transformer/issues/33",
+    "'does the key masking work?': a subclassed transformer builds its key mask from "
+    "the sum of token + position embeddings, which is never zero on padding.",
+    data=tokens("token_ids", lengths=(6, 3, 4), time=7, left=()),
+    pad={"token_ids": 0},
+)
+def key_mask_from_embedding_sum():
+    model = KeyMaskedSelfAttention(name="key_mask_from_embedding_sum")
+    model(np.zeros((1, 7), "int32"))
+    return model
+
+
+@keras.saving.register_keras_serializable(package="reported_bugs")
+class TutorialPositionalEmbedding(keras.layers.Layer):
+    """The TF transformer tutorial's layer: scaled embedding + sinusoids, its mask."""
+
+    def __init__(self, vocab_size, d_model, **kwargs):
+        super().__init__(**kwargs)
+        self.d_model = d_model
+        self.embedding = L.Embedding(vocab_size, d_model, mask_zero=True)
+        depth = d_model / 2
+        positions = np.arange(64)[:, None]
+        angle = positions / (10000 ** (np.arange(depth)[None, :] / depth))
+        self.pos_encoding = np.concatenate([np.sin(angle), np.cos(angle)], -1).astype("float32")
+
+    def compute_mask(self, x, mask=None):
+        return self.embedding.compute_mask(x, mask)
+
+    def call(self, x):
+        length = ops.shape(x)[1]
+        x = self.embedding(x) * ops.sqrt(ops.cast(self.d_model, "float32"))
+        return x + self.pos_encoding[None, :length, :]
+
+
+@keras.saving.register_keras_serializable(package="reported_bugs")
+class TutorialClassifier(keras.Model):
+    """A subclassed model: tutorial embedding -> self-attention + Add -> pooled logits.
+
+    With `explicit_mask`, the pooling gets the embedding's mask as an argument
+    instead of relying on the mask travelling with the tensors.
+    """
+
+    def __init__(self, explicit_mask=False, **kwargs):
+        super().__init__(**kwargs)
+        self.explicit_mask = explicit_mask
+        self.pos_embedding = TutorialPositionalEmbedding(20, 8)
+        self.mha = L.MultiHeadAttention(num_heads=2, key_dim=4)
+        self.add = L.Add()  # the tutorial: "+" would drop the mask, Add() should keep it
+        self.norm = L.LayerNormalization()
+        self.pool = L.GlobalAveragePooling1D()
+        self.out = L.Dense(2)
+
+    def call(self, token_ids):
+        x = self.pos_embedding(token_ids)
+        x = self.norm(self.add([x, self.mha(query=x, value=x, key=x)]))
+        if self.explicit_mask:
+            return self.out(self.pool(x, mask=self.pos_embedding.compute_mask(token_ids)))
+        return self.out(self.pool(x))
+
+    def get_config(self):
+        return {**super().get_config(), "explicit_mask": self.explicit_mask}
+
+
+@case(
+    "bug",
+    "https://github.com/keras-team/keras/issues/19817",
+    "'Merge layers do not pass masks to the compute_mask function': in a subclassed model "
+    "the TF tutorial's Add() of embedding and attention loses the mask before pooling.",
+    data=tokens("token_ids", lengths=(6, 3, 4), time=7, left=()),
+    pad={"token_ids": 0},
+)
+def subclassed_add_drops_mask():
+    model = TutorialClassifier(name="subclassed_add_drops_mask")
+    model(np.zeros((1, 7), "int32"))
+    return model
+
+
+@case(
+    "correct",
+    "https://github.com/tensorflow/tensorflow/issues/45854",
+    "'MultiHeadAttention masking mechanism', subclassed tutorial model whose pooling is "
+    "given the embedding's padding mask explicitly.",
+    data=tokens("token_ids", lengths=(6, 3, 4), time=7, left=()),
+    pad={"token_ids": 0},
+)
+def subclassed_explicit_pooling_mask():
+    model = TutorialClassifier(explicit_mask=True, name="subclassed_explicit_pooling_mask")
+    model(np.zeros((1, 7), "int32"))
+    return model
+
+
+@case(
+    "correct",
+    "https://github.com/philipperemy/keras-tcn/issues/89",
+    "'Could you support Masking layer?' for a TCN: causal Conv1D layers after Masking "
+    "look like the classic conv-after-mask bug, but right padding never reaches real steps.",
+    data=floats("signal", 2, lengths=(7, 3, 5), time=8, left=(), pad=0.0),
+    pad={"signal": 0.0},
+)
+def causal_conv_after_masking():
+    i = keras.Input((None, 2), name="signal")
+    x = L.Masking(0.0)(i)
+    x = L.Conv1D(4, 3, padding="causal", dilation_rate=1, activation="relu")(x)
+    x = L.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu")(x)
+    return keras.Model(i, L.Dense(3, activation="softmax")(x), name="causal_conv_after_masking")
+
+
+@case(
+    "correct",
+    "https://github.com/keras-team/keras/issues/1569",
+    "'Masked RNNs return zero vectors for masked inputs and not a valid state': with "
+    "return_state the LSTM's states are those of the last real step.",
+    data=floats("x", 3, lengths=(6, 3, 4), time=7, left=(2,), pad=0.0),
+    pad={"x": 0.0},
+)
+def masked_lstm_return_state():
+    i = keras.Input((None, 3), name="x")
+    x = L.Masking(0.0)(i)
+    _, h, c = L.LSTM(4, return_state=True)(x)
+    return keras.Model(i, L.Dense(2)(L.Concatenate()([h, c])), name="masked_lstm_return_state")
+
+
+@case(
+    "bug",
+    "https://github.com/keras-team/tf-keras/issues/179",
+    "LSTM VAE on padded series: Masking -> LSTM encoder -> RepeatVector -> LSTM decoder; "
+    "RepeatVector drops the mask, so the reconstruction loss counts padded steps.",
+    data=floats("series", 1, lengths=(8, 4, 6), time=8, left=(), pad=-1.0),
+    pad={"series": -1.0},
+    loss="mse",
+    targets=lambda d: d["series"],
+)
+def repeatvector_autoencoder_loss():
+    i = keras.Input((8, 1), name="series")
+    x = L.Masking(mask_value=-1.0)(i)
+    x = L.LSTM(6, return_sequences=True)(x)
+    z = L.Dense(3)(L.LSTM(6)(x))
+    y = L.RepeatVector(8)(z)
+    y = L.LSTM(6, return_sequences=True)(y)
+    y = L.TimeDistributed(L.Dense(1))(y)
+    return keras.Model(i, y, name="repeatvector_autoencoder_loss")
+
+
 # --------------------------------------------------------------------------- truth
 
 
@@ -1020,7 +1213,8 @@ class Truth:
 
 
 def _run(model, x):
-    out = model(dict(x), training=False)
+    # One input goes in as the array (subclassed models take a tensor, not a dict).
+    out = model(next(iter(x.values())) if len(x) == 1 else dict(x), training=False)
     if isinstance(out, dict):
         out = [out[k] for k in sorted(out)]
     if not isinstance(out, (list, tuple)):
@@ -1090,30 +1284,45 @@ def _scale(outs):
     return max(m, 1e-3)
 
 
-def _loss_value(model, c: Case, x):
-    y = np.asarray(c.targets(x), dtype="float32")
+def _loss_value(model, c: Case, x, y):
     model.compile(loss=c.loss)
     res = model.evaluate(dict(x), y, batch_size=len(y), verbose=0, return_dict=True)
     return float(res["loss"])
 
 
-def _loss_truth(model, c: Case, x, keep):
-    """Loss on `x` vs loss with EXTRA padded steps whose targets are arbitrary."""
-    base = _loss_value(model, c, x)
-    longer = _append(c, x, EXTRA)
-    y = np.asarray(c.targets(x), dtype="float32")
+def _loss_truth(model, c: Case, x, keep, variable):
+    """Relative change of the compiled loss when only padded steps' targets change,
+    and (variable length) when EXTRA padded steps with arbitrary targets are appended."""
     rng = np.random.default_rng(7)
-    padded_y = np.concatenate(
-        [y, rng.normal(size=(y.shape[0], EXTRA, *y.shape[2:])).astype("float32")], axis=1
-    )
-    # Padded steps inside the original length also get arbitrary targets.
-    name = next(iter(c.pad))
-    k = np.concatenate([keep[name], np.zeros((y.shape[0], EXTRA), bool)], axis=1)
-    noise = rng.normal(size=padded_y.shape).astype("float32")
-    padded_y = np.where(k.reshape(k.shape + (1,) * (padded_y.ndim - 2)), padded_y, noise)
-    model.compile(loss=c.loss)
-    res = model.evaluate(longer, padded_y, batch_size=len(y), verbose=0, return_dict=True)
-    return abs(float(res["loss"]) - base) / max(abs(base), 1e-3)
+    y = np.asarray(c.targets(x), dtype="float32")
+    k = keep[next(iter(c.pad))]
+    base = _loss_value(model, c, x, y)
+
+    def noisy(y, k):
+        k = k.reshape(k.shape + (1,) * (y.ndim - 2))
+        return np.where(k, y, rng.normal(size=y.shape).astype("float32"))
+
+    worst = abs(_loss_value(model, c, x, noisy(y, k)) - base)
+    if variable:
+        longer_y = np.concatenate([y, np.zeros((len(y), EXTRA, *y.shape[2:]), "float32")], 1)
+        longer_k = np.concatenate([k, np.zeros((len(y), EXTRA), bool)], axis=1)
+        longer = _append(c, x, EXTRA)
+        worst = max(worst, abs(_loss_value(model, c, longer, noisy(longer_y, longer_k)) - base))
+    return worst / max(abs(base), 1e-3)
+
+
+def _unpadded(c: Case, x, keep):
+    """`x` with every padded position filled with real content (masks all true)."""
+    rng = np.random.default_rng(5)
+    out = dict(x)
+    for name in c.pad:
+        a, k = x[name], keep[name]
+        real = a[k]  # (n_real_steps, *features)
+        fill = real[rng.integers(0, len(real), size=k.shape)]
+        out[name] = np.where(k.reshape(k.shape + (1,) * (a.ndim - 2)), a, fill)
+    for mname in c.masks:
+        out[mname] = np.ones_like(x[mname])
+    return out
 
 
 def truth(c: Case, model=None) -> Truth:
@@ -1123,11 +1332,17 @@ def truth(c: Case, model=None) -> Truth:
     except Exception as e:  # Keras rejects the model while building it on masked input
         return Truth("crash", float("nan"), ("build",), f"{type(e).__name__}: {e}"[:300])
     x = c.data()
+    keep = _keep(c, x)
     try:
         ref = _run(model, x)
     except Exception as e:
-        return Truth("crash", float("nan"), ("run",), f"{type(e).__name__}: {e}"[:300])
-    keep = _keep(c, x)
+        detail = f"{type(e).__name__}: {e}"[:300]
+        try:  # Tell a padding-triggered crash from one any mask (or any input) triggers.
+            _run(model, _unpadded(c, x, keep))
+            detail = "only with padding: " + detail
+        except Exception:
+            detail = "also without padding: " + detail
+        return Truth("crash", float("nan"), ("run",), detail)
     times = {n: x[n].shape[1] for n in c.pad}
     scale = _scale(ref)
     checks, worst, variable = [], 0.0, True
@@ -1219,7 +1434,7 @@ def truth(c: Case, model=None) -> Truth:
 
     # 5. Loss.
     if c.loss:
-        ch = _loss_truth(model, c, x, keep)
+        ch = _loss_truth(model, c, x, keep, variable)
         checks.append("loss")
         detail.append(f"loss={ch:.3g}")
         worst = max(worst, ch)
@@ -1235,5 +1450,12 @@ def maskviz_errors(c: Case, model=None) -> list[str]:
     import maskviz
 
     model = model if model is not None else c.build()
-    report = maskviz.inspect(model, data=c.data())
+    data = c.data()
+    try:
+        names = {t.name for t in model.inputs}
+    except (AttributeError, ValueError):  # a subclassed model has no named inputs
+        names = set()
+    if set(data) != names:  # positional keys, as in an .npz saved without names
+        data = {f"arr_{i}": v for i, v in enumerate(data.values())}
+    report = maskviz.inspect(model, data=data)
     return sorted({f.rule for f in report.at_or_above("error")})
