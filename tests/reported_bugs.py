@@ -593,7 +593,7 @@ def positional_embedding_attention_max_pool():
     "bug",
     "https://github.com/tensorflow/tensorflow/issues/41294",
     "Attention()([query, value, key]) on Dense projections of a mask_zero embedding, "
-    "then a softmax-free keras.ops score average: the ops mean sees padded steps.",
+    "then keras.ops.mean over time: the ops call averages the padded steps too.",
     data=tokens("token_ids", lengths=(6, 3, 4), time=7, left=(2,)),
     pad={"token_ids": 0},
 )
@@ -1201,6 +1201,91 @@ def repeatvector_autoencoder_loss():
     return keras.Model(i, y, name="repeatvector_autoencoder_loss")
 
 
+@case(
+    "bug",
+    "https://github.com/keras-team/keras/issues/4962",
+    "Attention on top of an LSTM for text classification: Dense(1, tanh) -> Flatten -> "
+    "softmax -> RepeatVector -> Permute -> multiply -> sum; the softmax covers padding.",
+    data=tokens("words", lengths=(6, 3, 4), time=7, left=(2,)),
+    pad={"words": 0},
+)
+def flatten_softmax_attention_over_lstm():
+    i = keras.Input((None,), dtype="int32", name="words")
+    x = L.Embedding(20, 6, mask_zero=True)(i)
+    activations = L.LSTM(8, return_sequences=True)(x)
+    w = L.Dense(1, activation="tanh")(activations)
+    w = L.Flatten()(w)
+    w = L.Activation("softmax")(w)
+    w = L.RepeatVector(8)(w)
+    w = L.Permute([2, 1])(w)
+    weighted = L.Multiply()([activations, w])
+    rep = L.Lambda(lambda t: ops.sum(t, axis=-2), output_shape=(8,))(weighted)
+    return keras.Model(i, L.Dense(2)(rep), name="flatten_softmax_attention_over_lstm")
+
+
+@case(
+    "bug",
+    "https://github.com/keras-team/keras/issues/2612",
+    "'Implementing simple neural attention model (for padded inputs)': a Lambda averages "
+    "the per-step softmax over all timesteps, next to a Lambda taking the last step.",
+    data=tokens("sentence", lengths=(6, 3, 4), time=7, left=()),
+    pad={"sentence": 0},
+)
+def lambda_average_over_timesteps():
+    i = keras.Input((None,), dtype="int32", name="sentence")
+    x = L.Embedding(20, 6, mask_zero=True)(i)
+    lstm_out = L.LSTM(8, return_sequences=True)(x)
+    attention = L.TimeDistributed(L.Dense(5, activation="softmax"))(lstm_out)
+    context = L.Lambda(lambda t: ops.mean(t, axis=1), output_shape=(5,))(attention)
+    last = L.Lambda(lambda t: t[:, -1, :], output_shape=(8,))(lstm_out)
+    return keras.Model(i, L.Concatenate()([last, context]), name="lambda_average_over_timesteps")
+
+
+@case(
+    "bug",
+    "https://github.com/keras-team/keras/issues/12475",
+    "'Conv1d Still does not support masking': the text CNN Embedding(mask_zero) -> "
+    "Conv1D -> GlobalMaxPooling1D, where padded embeddings enter the windows and the max.",
+    data=tokens("token_ids", lengths=(6, 3, 4), time=7, left=(2,)),
+    pad={"token_ids": 0},
+)
+def text_cnn_over_padding():
+    i = keras.Input((None,), dtype="int32", name="token_ids")
+    x = L.Embedding(20, 8, mask_zero=True)(i)
+    x = L.Conv1D(6, 3, padding="same", activation="relu")(x)
+    x = L.GlobalMaxPooling1D()(x)
+    return keras.Model(i, L.Dense(2, activation="softmax")(x), name="text_cnn_over_padding")
+
+
+@keras.saving.register_keras_serializable(package="reported_bugs")
+class TemporalSoftmax(keras.layers.Layer):
+    """The masking guide's layer, with the softmax over time as keras-io#1904 corrects it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        m = ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
+        inputs_exp = ops.exp(inputs) * m
+        return inputs_exp / ops.sum(inputs_exp, axis=1, keepdims=True)
+
+
+@case(
+    "correct",
+    "https://github.com/keras-team/keras-io/pull/1904",
+    "The 'Understanding masking & padding' guide's TemporalSoftmax after "
+    "Embedding(mask_zero) -> Dense(1): a custom layer that applies the mask itself.",
+    data=tokens("token_ids", lengths=(6, 3, 4), time=7, left=(2,)),
+    pad={"token_ids": 0},
+)
+def guide_temporal_softmax():
+    i = keras.Input((None,), dtype="int32", name="token_ids")
+    x = L.Embedding(20, 8, mask_zero=True)(i)
+    x = L.Dense(1)(x)
+    return keras.Model(i, TemporalSoftmax()(x), name="guide_temporal_softmax")
+
+
 # --------------------------------------------------------------------------- truth
 
 
@@ -1246,25 +1331,32 @@ def _append(c: Case, x, n):
     return out
 
 
-def _step_input(o, times):
-    """The sequence input whose time axis an output's axis 1 follows, or None (time-less)."""
-    if o.ndim < 2:
-        return None
-    for name, t in times.items():
-        if o.shape[1] == t:
-            return name
-    return None
+def _step_inputs(ref, times, longer=None):
+    """For each output, the sequence input whose time axis its axis 1 follows (None
+    for a time-less output). With the append run at hand, an output is per-step when
+    it grew by the EXTRA appended steps; otherwise when its axis 1 has an input's length."""
+    steps = []
+    for i, o in enumerate(ref):
+        name = None
+        if o.ndim >= 2:
+            for n, t in times.items():
+                grew = longer is None or (longer[i].ndim >= 2 and longer[i].shape[1] == t + EXTRA)
+                if o.shape[1] == t and grew:
+                    name = n
+                    break
+        steps.append(name)
+    return steps
 
 
-def _compare(ref, new, keep, times, *, starts=None, scale=1.0):
+def _compare(ref, new, keep, steps, *, starts=None, scale=1.0):
     """Largest change of real outputs between runs `ref` and `new` (same rows).
 
-    Per-step outputs are compared at real positions; `starts[name]` is where
-    `new`'s time axis begins inside `ref`'s (0 unless leading padding was cut).
+    Per-step outputs (`steps[i]` names their sequence input) are compared at real
+    positions; `starts[name]` is where `new`'s time axis begins inside `ref`'s
+    (0 unless leading padding was cut). Time-less outputs are compared whole.
     """
     worst = 0.0
-    for o, p in zip(ref, new, strict=True):
-        name = _step_input(o, times)
+    for o, p, name in zip(ref, new, steps, strict=True):
         if name is not None and p.ndim >= 2:
             s = (starts or {}).get(name, 0)
             t = min(o.shape[1] - s, p.shape[1])
@@ -1351,12 +1443,14 @@ def truth(c: Case, model=None) -> Truth:
     # 1. Append padding.
     try:
         longer = _run(model, _append(c, x, EXTRA))
+    except Exception:  # a fixed-length model
+        variable, longer = False, None
+    steps = _step_inputs(ref, times, longer)
+    if variable:
         checks.append("append")
-        ch = _compare(ref, longer, keep, times, scale=scale)
+        ch = _compare(ref, longer, keep, steps, scale=scale)
         detail.append(f"append={ch:.3g}")
         worst = max(worst, ch)
-    except Exception:
-        variable = False
 
     # 2. Cut each padded row to its real span (leading and trailing padding).
     if variable:
@@ -1384,7 +1478,7 @@ def truth(c: Case, model=None) -> Truth:
                 checks.append("truncate")
             rk = {n: keep[n][r : r + 1] for n in keep}
             starts = {n: s for n, (s, _) in spans.items()}
-            ch = _compare([o[r : r + 1] for o in ref], short, rk, times, starts=starts, scale=scale)
+            ch = _compare([o[r : r + 1] for o in ref], short, rk, steps, starts=starts, scale=scale)
             worst = max(worst, ch)
             detail.append(f"truncate[{r}]={ch:.3g}")
 
@@ -1401,7 +1495,7 @@ def truth(c: Case, model=None) -> Truth:
             else:
                 other = rng.normal(size=a.shape).astype(a.dtype)
             pert[seq] = np.where(k, a, other)
-        ch = _compare(ref, _run(model, pert), keep, times, scale=scale)
+        ch = _compare(ref, _run(model, pert), keep, steps, scale=scale)
         checks.append("perturb")
         detail.append(f"perturb={ch:.3g}")
         worst = max(worst, ch)
@@ -1421,12 +1515,12 @@ def truth(c: Case, model=None) -> Truth:
             new = _run(model, moved)
             checks.append("pad-side")
             rows = sorted(set(rows))
-            timeless = [i for i, o in enumerate(ref) if _step_input(o, times) is None]
+            timeless = [i for i, name in enumerate(steps) if name is None]
             ch = _compare(
                 [ref[i][rows] for i in timeless],
                 [new[i][rows] for i in timeless],
                 keep,
-                times,
+                [None] * len(timeless),
                 scale=scale,
             )
             detail.append(f"pad-side={ch:.3g}")

@@ -94,6 +94,14 @@ XFAIL: dict[str, tuple[str, Callable[[rb.Truth], bool]]] = {
         "RepeatVector drops the mask of a fixed-length autoencoder; its loss counts padding",
         LEAK,
     ),
+    "lambda_average_over_timesteps": (
+        "a Lambda mean over time after a masked per-step softmax is not flagged",
+        LEAK,
+    ),
+    "flatten_softmax_attention_over_lstm": (
+        "when the LSTM stops passing its mask on, Flatten -> softmax over time is not flagged",
+        RNN_DROPS_MASK,
+    ),
     "masking_5d_convlstm2d": (
         "MV103 on Masking -> ConvLSTM2D although the padded model is invariant",
         CLEAN,
