@@ -9,6 +9,10 @@ For Functional models the symbolic graph is read too: when the forward pass
 crashes, the calls it never reached still get a record (with the masks Keras
 attached to the symbolic tensors when the model was built), and the crash is
 recorded on the call where it happened.
+
+The `keras.ops` nodes of Functional graphs (`ops.mean(x)`, `x * 2`, `x[:, 1:]`) are
+traced as calls too (`CallRecord.kind == "op"`, see `maskviz.trace.ops`); the ops
+inside a layer's own `call` are not.
 """
 
 from __future__ import annotations
@@ -70,14 +74,21 @@ def run_trace(model: Any, model_inputs: Sequence[ModelInput], feed: Any) -> Trac
 
     from .. import _keras_internals as ki
 
-    tracer = Tracer(model, [i.name for i in model_inputs])
+    tracer = Tracer(
+        model,
+        [i.name for i in model_inputs],
+        mask_inputs=[i.name for i in model_inputs if i.kind == "mask"],
+    )
     root_error = None
     with ki.silence_mask_warnings():
         with (
             ki.patched_instance_calls(tracer.layers, tracer.make_call),
             ki.patched_input_standardization(tracer.layers, tracer.on_standardized_inputs),
         ):
-            with ki.patched_layer_call(tracer.make_dunder):
+            with (
+                ki.patched_layer_call(tracer.make_dunder),
+                ki.patched_operation_call(tracer.make_op),
+            ):
                 try:
                     model(feed, training=False)
                 except Exception as e:  # reported as a finding, not raised

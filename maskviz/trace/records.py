@@ -44,6 +44,15 @@ class TensorInfo:
         source: id of the call that produced it, `"input:NAME"` for a model input,
             or `None` when it was made by an op maskviz does not see.
         source_index: which output of `source`.
+        produced_mask: the mask the tensor carried when `source` returned it, when
+            that differs from `mask` (the one it carried when this call consumed
+            it); `None` otherwise. See `mask_changed`.
+        mask_changed: the tensor's mask changed between its production and this
+            consumption (removed, replaced or added).
+        changed_by: the call that changed it (a call in between that took the same
+            tensor and rewrote its mask), or `None` when maskviz did not see who.
+        mask_like: the tensor holds a mask's values: boolean, or 0/1 values derived
+            by ops from a boolean tensor or a mask (`ops.cast(mask, "float32")`).
     """
 
     arg: str
@@ -52,6 +61,10 @@ class TensorInfo:
     mask: MaskInfo | None = None
     source: str | None = None
     source_index: int = 0
+    produced_mask: MaskInfo | None = None
+    mask_changed: bool = False
+    changed_by: str | None = None
+    mask_like: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,12 +74,16 @@ class TensorInfo:
             "mask": self.mask.to_dict() if self.mask else None,
             "source": self.source,
             "source_index": self.source_index,
+            "mask_changed": self.mask_changed,
+            "produced_mask": self.produced_mask.to_dict() if self.produced_mask else None,
+            "changed_by": self.changed_by,
+            "mask_like": self.mask_like,
         }
 
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One call of one layer.
+    """One call of one layer, or of one `keras.ops` operation in a Functional graph.
 
     Attributes:
         id: unique, stable node id: the path, plus `#k` for the k-th call (k >= 1)
@@ -104,6 +121,10 @@ class CallRecord:
             `go_backwards=True` and `return_sequences=True`).
         mask_unchanged: the output mask equals the mask that came in (`None` when
             either is missing or it cannot be told).
+        kind: "layer", or "op" for a `keras.ops` call or tensor operator recorded as
+            a node of a Functional graph (`ops.mean(x)`, `x * 2`, `x[:, 1:]`).
+        changed_masks: the input args whose attached mask this call changed while it
+            ran (MultiHeadAttention removes the masks of its query, value and key).
     """
 
     id: str
@@ -133,6 +154,12 @@ class CallRecord:
     is_functional: bool = False
     reverses_time: bool = False
     mask_unchanged: bool | None = None
+    kind: str = "layer"
+    changed_masks: tuple[str, ...] = ()
+
+    @property
+    def is_op(self) -> bool:
+        return self.kind == "op"
 
     @property
     def input_masked(self) -> bool:
@@ -174,6 +201,8 @@ class CallRecord:
             "via": self.via,
             "observed": self.observed,
             "error": self.error,
+            "kind": self.kind,
+            "changed_masks": list(self.changed_masks),
         }
 
 

@@ -29,14 +29,18 @@ def symbolic_records(model: Any) -> list[CallRecord]:
     inputs = ki.model_input_tensors(model) or []
     names = [getattr(t, "name", f"input_{i}") for i, t in enumerate(inputs)]
     sources = {id(t): (f"input:{n}", 0) for t, n in zip(inputs, names)}
-    _walk_functional(model, "", None, 0, sources, counts, records, ki)
+    from .ops import graph_operations
+
+    ops = graph_operations(model)
+    _walk_functional(model, "", None, 0, sources, counts, records, ki, ops)
     return records
 
 
-def _walk_functional(model, prefix, parent, depth, sources, counts, records, ki):
+def _walk_functional(model, prefix, parent, depth, sources, counts, records, ki, ops):
     for node in ki.functional_nodes(model):
         op, args, kwargs, outs = ki.node_parts(node)
-        if not ki.is_layer(op):  # keras.ops recorded in the graph (inside compute_mask)
+        is_op = not ki.is_layer(op)
+        if is_op and id(op) not in ops:  # made by Keras inside compute_mask
             continue
         path = prefix + op.name
         idx = counts.get(path, 0)
@@ -70,7 +74,9 @@ def _walk_functional(model, prefix, parent, depth, sources, counts, records, ki)
                 parent=parent,
                 depth=depth,
                 inputs=tuple(
-                    TensorInfo(n, _shape(t), _dtype(t), mask_info(m), s, si)
+                    TensorInfo(
+                        n, _shape(t), _dtype(t), mask_info(m), s, si, mask_like=_dtype(t) == "bool"
+                    )
                     for (n, t), m, (s, si) in zip(flat_in, in_masks, in_sources)
                 ),
                 outputs=tuple(
@@ -87,20 +93,23 @@ def _walk_functional(model, prefix, parent, depth, sources, counts, records, ki)
                 received_mask=None,
                 explicit_mask=explicit,
                 explicit_mask_matches=None,
-                supports_masking=ki.supports_masking(op),
-                compute_mask_overridden=ki.compute_mask_overridden(op),
-                call_accepts_mask=ki.call_accepts_mask(op),
+                supports_masking=not is_op and ki.supports_masking(op),
+                compute_mask_overridden=not is_op and ki.compute_mask_overridden(op),
+                call_accepts_mask=not is_op and ki.call_accepts_mask(op),
                 computed_mask=None,
                 computed_mask_matches=None,
                 mask_weakened=False,
                 role=role,
                 observed=False,
-                is_container=bool(ki.direct_sublayers(op)),
+                is_container=not is_op and bool(ki.direct_sublayers(op)),
                 is_functional=inner is not None,
+                kind="op" if is_op else "layer",
             )
         )
         if inner is not None:
-            _walk_functional(inner, path + "/", call_id, depth + 1, sources, counts, records, ki)
+            _walk_functional(
+                inner, path + "/", call_id, depth + 1, sources, counts, records, ki, ops
+            )
         # Consumers of a nested model's outputs are fed by the container's call.
         for i, t in enumerate(outs):
             sources[id(t)] = (call_id, i)

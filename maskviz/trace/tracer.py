@@ -8,6 +8,7 @@ from typing import Any
 
 from .records import CallRecord, TensorInfo
 from .values import (
+    _binary,
     _dtype,
     _first_lines,
     _flat,
@@ -46,6 +47,9 @@ class _Frame:
         self.root = False
         self.in_masks: list[Any] = []
         self.first_masks: list[Any] = []
+        self.is_op = False
+        # Per input: (mask when produced, or _UNSET when unknown/same; changed by).
+        self.transit: list[tuple[Any, str | None]] = []
 
 
 class _Unset:
@@ -59,8 +63,9 @@ _UNSET = _Unset()
 class Tracer:
     """Instruments a model's layers for one forward pass and collects call records."""
 
-    def __init__(self, model: Any, input_names: Sequence[str]):
+    def __init__(self, model: Any, input_names: Sequence[str], mask_inputs: Sequence[str] = ()):
         from .. import _keras_internals as ki
+        from .ops import graph_operations
 
         self.ki = ki
         self.model = model
@@ -87,6 +92,13 @@ class Tracer:
         self.error_call: str | None = None
         self.root_outputs: list[Any] = []
         self.root_inputs: list[Any] = []
+        self.mask_inputs = set(mask_inputs)
+        self.op_ids = graph_operations(model)
+        # id(tensor) -> the mask it carried when its call returned it; the call that
+        # changed its mask since; tensors holding mask values.
+        self.produced: dict[int, Any] = {}
+        self.changers: dict[int, str] = {}
+        self.mask_like: set[int] = set()
 
     # ----------------------------------------------------------------- frames
     def _new_frame(self, layer, via) -> _Frame:
@@ -138,7 +150,15 @@ class Tracer:
     def _register_outputs(self, call_id: str, outputs: list[Any]) -> None:
         for i, t in enumerate(outputs):
             self.sources[id(t)] = (call_id, i)
+            self.produced[id(t)] = self.ki.get_mask(t)
+            self.changers.pop(id(t), None)
             self.keep.append(t)
+
+    def _is_mask_like(self, t: Any) -> bool:
+        if id(t) in self.mask_like or _dtype(t) == "bool":
+            return True
+        src = self.sources.get(id(t))
+        return bool(src and src[0] and src[0][6:] in self.mask_inputs and _binary(t))
 
     # ----------------------------------------------------------------- wrappers
     def _run(self, frame: _Frame, run: Any) -> Any:
@@ -181,6 +201,23 @@ class Tracer:
             if key is not None:
                 # An RNN cell called once per step: one record, `steps` counts them.
                 tracer.direct[key] = frame
+            return tracer._run(frame, run)
+
+        return __call__
+
+    def make_op(self, original):
+        """The `Operation.__call__` wrapper: traces the Functional graph's ops."""
+        tracer = self
+
+        def __call__(op, *args, **kwargs):
+            if tracer.suppress or id(op) not in tracer.op_ids or not tracer.stack:
+                return original(op, *args, **kwargs)
+
+            def run():
+                return original(op, *args, **kwargs)
+
+            frame = tracer._enter(op, args, kwargs, via="__call__")
+            frame.is_op = True
             return tracer._run(frame, run)
 
         return __call__
@@ -239,11 +276,32 @@ class Tracer:
         # Read masks now: some layers (MultiHeadAttention) remove them during the call.
         frame.in_masks = [self.ki.get_mask(t) for _, t in frame.inputs]
         frame.first_masks = [self.ki.get_mask(t) for t in _flat(frame.first_arg)]
+        # The mask each input carried when it was produced, if it changed since.
+        frame.transit = []
+        # Only between calls of one graph: inside a layer's own code, what it does to
+        # its inputs' masks is its business (recorded on it as `changed_masks`).
+        graph_call = frame.parent is None or self.ki.functional_of(frame.parent.layer) is not None
+        for (_, t), m in zip(frame.inputs, frame.in_masks):
+            produced = self.produced.get(id(t), _UNSET) if graph_call else _UNSET
+            if produced is not _UNSET and (produced is m or masks_equal(produced, m) is True):
+                produced = _UNSET
+            frame.transit.append((produced, self.changers.get(id(t))))
         if "mask" in kwargs and kwargs["mask"] is not None and via == "__call__":
             frame.explicit = True
             frame.explicit_mask = kwargs["mask"]
         self.stack.append(frame)
         return frame
+
+    def _note_changed_masks(self, frame: _Frame) -> tuple[str, ...]:
+        """The inputs whose attached mask this call changed while it ran."""
+        changed = []
+        for (name, t), before in zip(frame.inputs, frame.in_masks):
+            after = self.ki.get_mask(t)
+            if after is before:
+                continue
+            changed.append(name)
+            self.changers[id(t)] = frame.call_id
+        return tuple(changed)
 
     def _fail(self, frame: _Frame, exc: BaseException) -> None:
         if frame.root:
@@ -268,6 +326,7 @@ class Tracer:
     def _record(self, frame: _Frame, outputs: list[Any], error: str | None = None) -> CallRecord:
         ki = self.ki
         layer = frame.layer
+        changed_masks = self._note_changed_masks(frame)
         first_tensors = _flat(frame.first_arg)
         first_masks = frame.first_masks
         first_mask = first_masks[0] if first_masks else None
@@ -279,7 +338,9 @@ class Tracer:
         # What the layer's own compute_mask says for these inputs.
         computed_flat = None
         computed_matches = None
-        wants_compute = ki.supports_masking(layer) or ki.compute_mask_overridden(layer)
+        wants_compute = not frame.is_op and (
+            ki.supports_masking(layer) or ki.compute_mask_overridden(layer)
+        )
         if outputs and wants_compute and error is None:
             if frame.explicit:
                 previous = frame.explicit_mask
@@ -342,6 +403,7 @@ class Tracer:
         if frame.explicit and first_mask is not None:
             explicit_matches = masks_equal(frame.explicit_mask, first_mask)
 
+        transit = frame.transit or [(_UNSET, None)] * len(frame.inputs)
         inputs = tuple(
             TensorInfo(
                 arg=name,
@@ -350,9 +412,19 @@ class Tracer:
                 mask=mask_info(m),
                 source=src,
                 source_index=si,
+                produced_mask=None if produced is _UNSET else mask_info(produced),
+                mask_changed=produced is not _UNSET,
+                changed_by=changer if produced is not _UNSET else None,
+                mask_like=self._is_mask_like(t),
             )
-            for (name, t), m, (src, si) in zip(frame.inputs, in_masks, frame.input_sources)
+            for (name, t), m, (src, si), (produced, changer) in zip(
+                frame.inputs, in_masks, frame.input_sources, transit
+            )
         )
+        if any(t.mask_like for t in inputs):
+            for t in outputs:
+                if _binary(t):
+                    self.mask_like.add(id(t))
         outs = tuple(
             TensorInfo(
                 arg="output" if len(outputs) == 1 else f"output[{i}]",
@@ -361,6 +433,7 @@ class Tracer:
                 mask=mask_info(m),
                 source=frame.call_id,
                 source_index=i,
+                mask_like=self._is_mask_like(t),
             )
             for i, (t, m) in enumerate(zip(outputs, out_masks))
         )
@@ -382,9 +455,9 @@ class Tracer:
             else tuple(mask_info(m) for m in received_flat),
             explicit_mask=frame.explicit,
             explicit_mask_matches=explicit_matches,
-            supports_masking=ki.supports_masking(layer),
-            compute_mask_overridden=ki.compute_mask_overridden(layer),
-            call_accepts_mask=ki.call_accepts_mask(layer),
+            supports_masking=not frame.is_op and ki.supports_masking(layer),
+            compute_mask_overridden=not frame.is_op and ki.compute_mask_overridden(layer),
+            call_accepts_mask=not frame.is_op and ki.call_accepts_mask(layer),
             computed_mask=None
             if computed_flat is None
             else tuple(mask_info(m) for m in computed_flat[: max(len(outputs), 1)]),
@@ -395,11 +468,13 @@ class Tracer:
             steps=frame.steps,
             observed=not any(ki.is_symbolic(t) for t in in_tensors),
             error=error,
-            is_container=bool(ki.direct_sublayers(layer)),
+            is_container=not frame.is_op and bool(ki.direct_sublayers(layer)),
             is_functional=ki.functional_of(layer) is not None,
             reverses_time=bool(getattr(layer, "go_backwards", False))
             and bool(getattr(layer, "return_sequences", False)),
             mask_unchanged=same,
+            kind="op" if frame.is_op else "layer",
+            changed_masks=changed_masks,
         )
 
     def finish(self) -> list[CallRecord]:

@@ -39,6 +39,14 @@ def _to_numpy(x: Any) -> np.ndarray | None:
         return None
 
 
+def _binary(x: Any) -> bool:
+    """Whether an eager tensor holds only 0s and 1s (a mask's values, maybe cast)."""
+    arr = _to_numpy(x)
+    if arr is None or not arr.size or arr.dtype.kind not in "biuf":
+        return False
+    return bool(np.all((arr == 0) | (arr == 1)))
+
+
 def mask_info(m: Any) -> MaskInfo | None:
     if m is None:
         return None
