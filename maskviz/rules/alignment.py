@@ -83,7 +83,7 @@ def mask_maker(ctx: Context, t: Any) -> str | None:
 # --------------------------------------------------------------------------- MV120
 
 
-@rule("MV120", "mask-changed-in-transit", Severity.WARNING)
+@rule("MV120", "mask-changed-in-transit", Severity.INFO)
 def mask_changed_in_transit(ctx: Context) -> Iterator[Finding]:
     """
     ## What it does
@@ -99,6 +99,11 @@ def mask_changed_in_transit(ctx: Context) -> Iterator[Finding]:
     key and value) changes what every later consumer of the same tensor sees: a
     pooling op or a residual branch computed after it silently reads padding.
     The result depends on the order in which Keras happens to run the graph.
+
+    Severity follows what was observed: an error when a consumer that takes a mask
+    got none, or the oracle saw padding change an output there; info when every
+    consumer still got its mask another way (a Functional model replays the
+    `mask=` argument Keras recorded when it was built).
 
     ## Example
     ```python
@@ -153,10 +158,10 @@ def mask_changed_in_transit(ctx: Context) -> Iterator[Finding]:
             )
         ]
         related = tuple(c.id for c, _ in hits)
-        sev = Severity.ERROR if lost else None
         target = changer if changer is not None else first_call
-        if sev is None:
-            sev = _severity(ctx, target, related=related)
+        leaks = leaking_calls(ctx)
+        harmed = lost or any(r in leaks for r in related)
+        sev = Severity.ERROR if harmed else Severity.INFO
         by = (
             f"{_label(changer)} rewrote it while it ran (it changed the masks of its inputs "
             f"{', '.join(f'`{a}`' for a in changer.changed_masks)})"
