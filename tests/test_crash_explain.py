@@ -214,3 +214,66 @@ def test_time_distributed_per_step_masks_are_shown():
         assert inner and inner[0].received_mask is not None
         assert inner[0].received_mask[0].shape == (inner[0].inputs[0].shape[0], 5)
         assert not {"MV112", "MV121"} & set(rules)
+
+
+def test_keras_22037_time_distributed_mask_with_other_timesteps():
+    """keras-team/keras#22037: TimeDistributed given a mask with one step too many
+    (silently accepted in some Keras 3 releases, an error in others)."""
+    x = keras.Input((5, 3), name="x")
+    m = keras.Input((6,), dtype="bool", name="m")
+    y = layers.TimeDistributed(layers.Dense(5), name="td")(x, mask=m)
+    model = keras.Model([x, m], y)
+    feed = {"x": np.zeros((4, 5, 3), "float32"), "m": np.ones((4, 6), bool)}
+    crashed = _crashes(model, [feed["x"], feed["m"]])
+    report = maskviz.inspect(model, data=feed)
+    f = _by_rule(report)["MV121"][0]
+    assert f.call_id == "td" and "6 steps, the tensor 5" in f.message
+    assert "model input m" in f.message
+    assert f.severity.value == ("error" if crashed else "warning")
+
+
+def test_time_distributed_rnn_given_a_per_sample_mask():
+    """TimeDistributed(LSTM) with a (batch, time) mask: the wrapper hands its inner
+    LSTM a mask without a time axis. Explained at the inner call, per step."""
+    x = keras.Input((8, 4, 3), name="x")
+    m = keras.Input((8,), dtype="bool", name="m")
+    y = layers.TimeDistributed(layers.LSTM(2, name="lstm"), name="td")(x, mask=m)
+    model = keras.Model([x, m], y)
+    feed = {"x": np.random.default_rng(0).random((2, 8, 4, 3)).astype("float32")}
+    feed["m"] = np.ones((2, 8), bool)
+    feed["m"][0, 5:] = False
+    crashed = _crashes(model, [feed["x"], feed["m"]])
+    report = maskviz.inspect(model, data=feed)
+    rules = _by_rule(report)
+    inner = [c for c in report.trace.calls if c.parent == "td"]
+    got = inner[0].received_mask[0] if inner and inner[0].received_mask else None
+    if got is not None and got.rank < 2:
+        f = next(f for f in rules["MV121"] if f.call_id == "td/lstm")
+        assert "no time axis" in f.message and "`td` handed it" in f.message
+        assert f.severity.value == ("error" if crashed else "warning")
+    if crashed:
+        crash = rules["MV112"][0]
+        assert "per step by `td`" in crash.message or crash.call_id == "td"
+
+
+def test_tensorflow_82316_masking_lstm_time_distributed_is_correct():
+    """tensorflow/tensorflow#82316: Masking -> LSTM(return_sequences) ->
+    TimeDistributed(Dense). When the installed Keras runs it, maskviz finds no error."""
+    model = keras.Sequential(
+        [
+            keras.Input((8, 1), name="seq"),
+            layers.Masking(-1.0),
+            layers.LSTM(8, return_sequences=True),
+            layers.TimeDistributed(layers.Dense(1)),
+        ]
+    )
+    x = np.full((2, 8, 1), -1.0, "float32")
+    x[0, :, 0] = np.arange(8) / 8
+    x[1, :4, 0] = np.arange(4) / 4
+    crashed = _crashes(model, x)
+    report = maskviz.inspect(model)
+    errors = [f for f in report.findings if f.severity.value == "error"]
+    if crashed:
+        assert any(f.rule == "MV112" for f in errors)
+    else:
+        assert not [f for f in errors if f.rule in ("MV112", "MV121", "MV122")], errors

@@ -207,21 +207,41 @@ def _time_axis_mismatch(mask_shape: tuple, shape: tuple) -> tuple[int, int] | No
     return None
 
 
-def _pairs(call: Any) -> list[tuple[str, Any, Any]]:
-    """(what, mask shape, tensor) for every mask a call got and the tensor it is for."""
-    out: list[tuple[str, Any, Any]] = []
+def _source_name(ctx: Context, source: str | None) -> str | None:
+    if not source:
+        return None
+    if source.startswith("input:"):
+        return f"model input {source[6:]}"
+    call = ctx.trace.by_id().get(source)
+    return call.path if call is not None else source
+
+
+def _pairs(ctx: Context, call: Any) -> list[tuple[str, Any, Any, str | None]]:
+    """(what, mask, tensor, who made the mask) for every mask a call got and the
+    tensor it is for."""
+    out: list[tuple[str, Any, Any, str | None]] = []
     data = [t for t in call.inputs if not t.arg.endswith("mask") and "mask[" not in t.arg]
+    explicit = [t for t in call.inputs if t.arg == "mask" or t.arg.startswith("mask[")]
     for t in data:
         if t.mask is not None:
-            out.append((f"the mask attached to `{t.arg}`", t.mask, t))
+            out.append((f"the mask attached to `{t.arg}`", t.mask, t, mask_maker(ctx, t)))
     if call.received_mask and data:
+        parent = ctx.trace.by_id().get(call.parent) if call.parent else None
         for i, m in enumerate(call.received_mask):
             if m is None:
                 continue
             t = data[i] if i < len(data) else data[0]
             if t.mask is not None and tuple(t.mask.shape) == tuple(m.shape):
                 continue
-            out.append((f"the mask `call` received for `{t.arg}`", m, t))
+            what = f"the mask `call` received for `{t.arg}`"
+            if i < len(explicit):
+                maker = _source_name(ctx, explicit[i].source)
+            elif call.via == "call" and parent is not None:
+                maker = parent.path
+                what = f"the per-step mask `{parent.path}` handed it for `{t.arg}`"
+            else:
+                maker = None
+            out.append((what, m, t, maker))
     return out
 
 
@@ -275,11 +295,11 @@ def mask_shape_misaligned(ctx: Context) -> Iterator[Finding]:
     *Display-only*: which length is right is the user's decision.
     """
     for call in ctx.trace.calls:
-        if call.via != "__call__":
-            continue
-        for what, m, t in _pairs(call):
+        for what, m, t, maker in _pairs(ctx, call):
             problem = None
-            if len(m.shape) > len(t.shape):
+            if call.call_accepts_mask and len(t.shape) >= 3 and len(m.shape) < 2:
+                problem = f"it has no time axis ({len(m.shape)} axis)"
+            elif len(m.shape) > len(t.shape):
                 problem = f"it has {len(m.shape)} axes, the tensor {len(t.shape)}"
             elif (mm := _time_axis_mismatch(m.shape, t.shape)) is not None:
                 problem = f"it has {mm[0]} steps, the tensor {mm[1]}"
@@ -289,8 +309,7 @@ def mask_shape_misaligned(ctx: Context) -> Iterator[Finding]:
                 continue
             if call.error is None and not call.observed:
                 continue
-            maker = mask_maker(ctx, t)
-            want = tuple(t.shape[: min(len(m.shape), len(t.shape), 2)])
+            want = tuple(t.shape[: 2 if len(t.shape) >= 3 else min(len(m.shape), len(t.shape))])
             yield ctx.finding(
                 "MV121",
                 call,
@@ -318,8 +337,7 @@ def mask_shape_misaligned(ctx: Context) -> Iterator[Finding]:
             ok = _dim_ok(shape[0], expected[0]) or shape[0] == 1
         if ok:
             continue
-        src = ctx.trace.by_id().get(am.source) if am.source else None
-        maker = src.path if src is not None else am.source
+        maker = _source_name(ctx, am.source)
         yield ctx.finding(
             "MV121",
             call,
