@@ -520,12 +520,17 @@ def _edge_attrs(view: _View, v: str, e: dict[str, Any], n_in: int) -> dict[str, 
     return attrs
 
 
-def _legend() -> str:
+def _legend(has_ops: bool = False) -> str:
     rows = ['<TR><TD COLSPAN="2" ALIGN="LEFT"><B>mask role (fill)</B></TD></TR>']
     for role, fill in ROLE_FILL.items():
         rows.append(
             f'<TR><TD BGCOLOR="{fill}" BORDER="1" COLOR="#546e7a">{role}</TD>'
             f'<TD ALIGN="LEFT">{_e(ROLE_HELP[role])}</TD></TR>'
+        )
+    if has_ops:
+        rows.append(
+            '<TR><TD BORDER="1" STYLE="dashed" COLOR="#546e7a">ops.Name</TD>'
+            '<TD ALIGN="LEFT">a keras.ops call in the graph</TD></TR>'
         )
     rows.append('<TR><TD COLSPAN="2" ALIGN="LEFT"><B>edge (mask state)</B></TD></TR>')
     for state in reversed(MASK_STATES):
@@ -610,7 +615,8 @@ def to_agraph(graph: Any, *, depth: int | None = None) -> Any:
             host.add_node(f"{n}:out", **_out_attrs(view, n))
     for n in outputs:
         a.add_node(n, **_node_attrs(view, n))
-    a.add_node("legend", shape="plaintext", style="", label=_legend(), fontsize="9")
+    has_ops = any(view.data(n).get("call_kind") == "op" for n in view.calls if view.visible(n))
+    a.add_node("legend", shape="plaintext", style="", label=_legend(has_ops), fontsize="9")
     # Below the outputs: invisible edges place it (a lone node would go to the top).
     for n in outputs or [view.out_node(c) for c in view.calls[-1:] if view.visible(c)]:
         a.add_edge(n, "legend", style="invis")
