@@ -277,3 +277,54 @@ def test_tensorflow_82316_masking_lstm_time_distributed_is_correct():
         assert any(f.rule == "MV112" for f in errors)
     else:
         assert not [f for f in errors if f.rule in ("MV112", "MV121", "MV122")], errors
+
+
+class _Halve(layers.Layer):
+    """Keeps every other step and (wrongly) passes the mask on unchanged."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, x):
+        return x[:, ::2]
+
+
+def test_mask_passed_on_across_a_time_change_names_where_it_stopped_fitting():
+    t = keras.Input((8,), dtype="int32", name="tokens")
+    e = layers.Embedding(20, 4, mask_zero=True, name="embedding")(t)
+    h = _Halve(name="halve")(e)
+    y = layers.LSTM(3, name="lstm")(h)
+    model = keras.Model(t, y)
+    tokens = np.array([[1, 2, 3, 0, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6, 0, 0]], "int32")
+    crashed = _crashes(model, tokens)
+    report = maskviz.inspect(model, data={"tokens": tokens})
+    rules = _by_rule(report)
+    assert rules["MV104"][0].call_id == "halve"
+    # One root cause, one alignment finding: at the producer, not again at the LSTM.
+    assert "MV121" not in rules
+    if crashed:
+        crash = rules["MV112"][0]
+        assert crash.call_id == "lstm"
+        assert "mask (2, 8) made by `embedding`" in crash.message
+        assert "passed on by `halve`" in crash.message
+
+
+def test_strided_conv1d_after_embedding_into_lstm():
+    t = keras.Input((10,), dtype="int32", name="tokens")
+    x = layers.Embedding(20, 4, mask_zero=True, name="embedding")(t)
+    x = layers.Conv1D(4, 3, strides=2, name="conv")(x)
+    y = layers.LSTM(3, name="lstm")(x)
+    model = keras.Model(t, y)
+    tokens = np.array([[1, 2, 3, 0, 0, 0, 0, 0, 0, 0], [4, 5, 6, 7, 8, 9, 1, 0, 0, 0]], "int32")
+    crashed = _crashes(model, tokens)
+    report = maskviz.inspect(model, data={"tokens": tokens})
+    rules = _by_rule(report)
+    conv = report.trace.call("conv")
+    if crashed:
+        assert "At this call:" in rules["MV112"][0].message
+    elif conv.outputs[0].mask is None:
+        # The conv dropped the mask: the LSTM reads padding (MV101 at the conv).
+        assert rules["MV101"][0].call_id == "conv"
+    else:
+        assert rules["MV104"][0].call_id == "conv"

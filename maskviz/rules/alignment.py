@@ -80,6 +80,32 @@ def mask_maker(ctx: Context, t: Any) -> str | None:
     return None
 
 
+def fits(mask_shape: tuple, shape: tuple) -> bool:
+    """A mask fits its tensor: the tensor's leading axes, the same number of steps."""
+    return leading_fit(mask_shape, shape) and _time_axis_mismatch(mask_shape, shape) is None
+
+
+def misfit_origin(ctx: Context, t: Any) -> str | None:
+    """The call where the mask `t` carries stopped fitting its tensor: the earliest
+    producer, going back, whose output carries this mask shape and does not fit."""
+    if t.mask is None or fits(t.mask.shape, t.shape):
+        return None
+    by_id = ctx.trace.by_id()
+    cur, origin = by_id.get(t.source) if t.source else None, None
+    for _ in range(len(by_id)):
+        if cur is None or not cur.outputs:
+            break
+        out = cur.outputs[0]
+        if out.mask is None or fits(out.mask.shape, out.shape):
+            break
+        origin = cur.path
+        seq = next((i for i in cur.inputs if i.mask is not None), None)
+        if seq is None or not seq.source or fits(seq.mask.shape, seq.shape):
+            break
+        cur = by_id.get(seq.source)
+    return origin
+
+
 # --------------------------------------------------------------------------- MV120
 
 
@@ -222,17 +248,20 @@ def _pairs(ctx: Context, call: Any) -> list[tuple[str, Any, Any, str | None]]:
     out: list[tuple[str, Any, Any, str | None]] = []
     data = [t for t in call.inputs if not t.arg.endswith("mask") and "mask[" not in t.arg]
     explicit = [t for t in call.inputs if t.arg == "mask" or t.arg.startswith("mask[")]
+    by_id = ctx.trace.by_id()
     for t in data:
-        if t.mask is not None:
+        # A traced call's output mask is checked where it is made (MV103, MV104);
+        # here only masks that came from elsewhere (a model input, unseen code).
+        if t.mask is not None and t.source not in by_id:
             out.append((f"the mask attached to `{t.arg}`", t.mask, t, mask_maker(ctx, t)))
     if call.received_mask and data:
-        parent = ctx.trace.by_id().get(call.parent) if call.parent else None
+        parent = by_id.get(call.parent) if call.parent else None
         for i, m in enumerate(call.received_mask):
             if m is None:
                 continue
             t = data[i] if i < len(data) else data[0]
             if t.mask is not None and tuple(t.mask.shape) == tuple(m.shape):
-                continue
+                continue  # the attached mask: above, or where it was made (MV103/MV104)
             what = f"the mask `call` received for `{t.arg}`"
             if i < len(explicit):
                 maker = _source_name(ctx, explicit[i].source)

@@ -801,7 +801,7 @@ def _name(source: str) -> str:
 
 def _crash_shapes(ctx: Context, call: Any) -> str:
     """The shapes of each tensor and mask at a failed call, and who made each mask."""
-    from .alignment import mask_maker
+    from .alignment import mask_maker, misfit_origin
 
     by_id = ctx.trace.by_id()
     parts = []
@@ -812,6 +812,9 @@ def _crash_shapes(ctx: Context, call: Any) -> str:
             desc += f" with mask {_shape(t.mask.shape)}" + (
                 f" made by `{_name(maker)}`" if maker else ""
             )
+            origin = misfit_origin(ctx, t)
+            if origin and origin != maker:
+                desc += f" and passed on by `{origin}`, whose output it no longer fits"
         elif t.arg.endswith("mask") or t.mask_like:
             src = by_id.get(t.source) if t.source else None
             origin = src.path if src is not None else (t.source or "")
