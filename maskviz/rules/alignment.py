@@ -58,8 +58,8 @@ def _severity(ctx: Context, call: Any, *, related: tuple[str, ...] = ()) -> Seve
 
 
 def _label(call: Any) -> str:
-    kind = "op" if getattr(call, "kind", "layer") == "op" else ""
-    return f"`{call.path}` ({call.class_name}{' op' if kind else ''})"
+    op = " op" if getattr(call, "kind", "layer") == "op" else ""
+    return f"`{call.path}` ({call.class_name}{op})"
 
 
 def mask_maker(ctx: Context, t: Any) -> str | None:
@@ -68,7 +68,7 @@ def mask_maker(ctx: Context, t: Any) -> str | None:
     by_id = ctx.trace.by_id()
     cur = by_id.get(t.source) if t.source else None
     if cur is None:
-        return t.source
+        return _source_name(ctx, t.source)
     for _ in range(len(by_id)):
         if cur.role in ("generator", "modifier") or not cur.input_masked:
             return cur.path
