@@ -220,3 +220,56 @@ def test_mask_changed_in_transit():
         assert "(was (" in str(report)
     else:
         assert "MV120" not in rules
+
+
+class _AttendThenPool(keras.Model):
+    """A subclassed model that pools the embeddings after attending over them."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.emb = layers.Embedding(VOCAB, D, mask_zero=True, name="emb")
+        self.mha = layers.MultiHeadAttention(2, 4, name="mha")
+        self.pool = layers.GlobalAveragePooling1D(name="pool")
+        self.head = layers.Dense(2, name="head")
+
+    def call(self, tokens):
+        x = self.emb(tokens)
+        a = self.mha(x, x)
+        return self.head(ops.concatenate([self.pool(x), ops.mean(a, axis=1)], axis=-1))
+
+
+def test_mask_cleared_by_attention_in_a_subclassed_model_is_an_error():
+    model = _AttendThenPool()
+    x = _tokens()
+    model(x)
+    # Truth: the pooling of the embeddings, measured inside the model, is not the
+    # masked mean (its mask was cleared before it ran).
+    w = model.emb.get_weights()[0]
+    masked_mean = np.stack([w[row[row != 0]].mean(axis=0) for row in x])
+    seen = {}
+    original = model.pool.call
+
+    def spy(inputs, mask=None):
+        out = original(inputs, mask=mask)
+        seen["pooled"] = np.asarray(out)
+        seen["mask"] = mask
+        return out
+
+    model.pool.call = spy
+    try:
+        model(x)
+    finally:
+        del model.pool.call
+    pooled_masked = np.allclose(seen["pooled"], masked_mean, atol=1e-5)
+
+    report = maskviz.inspect(model, data={"input": x})
+    rules = {f.rule: f for f in report.findings}
+    pool = report.trace.call("pool")
+    if seen["mask"] is None:
+        assert not pooled_masked
+        assert pool.inputs[0].mask_changed and pool.inputs[0].changed_by == "mha"
+        f = rules["MV120"]
+        assert f.call_id == "mha" and f.severity.value == "error"
+    else:
+        assert pooled_masked
+        assert "MV120" not in rules or rules["MV120"].severity.value != "error"
