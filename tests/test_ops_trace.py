@@ -10,6 +10,7 @@ import json
 
 import keras
 import numpy as np
+import pytest
 from keras import layers, ops
 
 import maskviz
@@ -273,3 +274,36 @@ def test_mask_cleared_by_attention_in_a_subclassed_model_is_an_error():
     else:
         assert pooled_masked
         assert "MV120" not in rules or rules["MV120"].severity.value != "error"
+
+
+_BETWEEN = {
+    "Concatenate": lambda e: ops.concatenate([e, e], axis=-1),
+    "Reshape": lambda e: ops.reshape(e, (-1, T, D)),
+    "Take": lambda e: ops.take(e, list(range(T)), axis=1),
+    "Where": lambda e: ops.where(e > 0.0, e, 0.0),
+    "GetItem": lambda e: e[:, :-1],
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BETWEEN))
+def test_op_between_embedding_and_lstm_is_where_the_mask_stops(name):
+    t = keras.Input((T,), dtype="int32", name="tokens")
+    e = layers.Embedding(VOCAB, D, mask_zero=True, name="embedding")(t)
+    y = layers.LSTM(3, name="lstm")(_BETWEEN[name](e))
+    model = keras.Model(t, y)
+    x = _tokens()
+    leaks = _pad_changes_output(model, x)  # truth, measured
+    report = maskviz.inspect(model, data={"tokens": x})
+    op = [c for c in report.trace.calls if c.kind == "op" and c.class_name == name]
+    assert len(op) == 1
+    op = op[0]
+    assert any(i.mask is not None and i.source == "embedding" for i in op.inputs)
+    lstm = report.trace.call("lstm")
+    assert any(t.source == op.id for t in lstm.inputs)
+    if op.outputs[0].mask is None:
+        # The op is the call where the mask stops.
+        assert op.role == "destroyer"
+        ops_fed = {c.id for c in report.trace.calls if c.kind == "op"}
+        assert any(f.rule == "MV101" and f.call_id in ops_fed for f in report.findings)
+    if leaks:
+        assert any(f.severity.value == "error" for f in report.findings)
