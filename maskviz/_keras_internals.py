@@ -16,6 +16,7 @@ from typing import Any
 import keras
 from keras.src import backend as _backend
 from keras.src.layers.layer import Layer as _Layer
+from keras.src.ops.operation import Operation as _Operation
 
 _MISSING = object()
 
@@ -98,6 +99,27 @@ def patched_layer_call(wrapper_factory: Callable[[Callable], Callable]) -> Itera
         yield
     finally:
         _Layer.__call__ = original
+
+
+@contextlib.contextmanager
+def patched_operation_call(wrapper_factory: Callable[[Callable], Callable]) -> Iterator[None]:
+    """Replaces `Operation.__call__` for the duration of the block; always restored.
+
+    A Functional model runs each `keras.ops` node of its graph (`ops.mean(x)`,
+    `x * 2`, `x[:, 1:]`) through `Operation.__call__`; `Layer.__call__` reaches it
+    too, through `super()`, so the wrapper must pass layers through.
+    """
+    original = _Operation.__dict__["__call__"]
+    _Operation.__call__ = wrapper_factory(original)
+    try:
+        yield
+    finally:
+        _Operation.__call__ = original
+
+
+def is_operation(x: Any) -> bool:
+    """A Keras `Operation` that is not a layer (a `keras.ops` graph node)."""
+    return isinstance(x, _Operation) and not isinstance(x, _Layer)
 
 
 @contextlib.contextmanager

@@ -3,7 +3,8 @@
 Nodes:
 
 - one per call, keyed by `CallRecord.id` (the layer path, plus `#k` for the later
-  calls of a shared layer), with `kind="call"`;
+  calls of a shared layer), with `kind="call"` and `call_kind` "layer", or "op"
+  for a `keras.ops` node of a Functional graph;
 - one per model input, `input:NAME` (`kind="input"`);
 - one per model output, `output:NAME` (`kind="output"`).
 
@@ -21,7 +22,10 @@ states) share one edge; each is listed in its `tensors` attribute. An edge's
 - `"carried"`: the tensor has a mask;
 - `"none"`: it has none.
 
-Inputs whose producer maskviz did not see (a `keras.ops` call between layers, a
+Each tensor also says whether its mask changed between the call that produced
+it and this one (`mask_changed`, `produced_mask`, `changed_by`).
+
+Inputs whose producer maskviz did not see (an op inside a layer's own code, a
 per-step slice inside an RNN) have no edge; they are listed on the consumer's
 `unsourced` attribute, with their mask state.
 
@@ -150,6 +154,7 @@ def build_graph(trace: Any, findings: Iterable[Any] = ()) -> nx.DiGraph:
         g.add_node(
             c.id,
             kind="call",
+            call_kind=c.kind,
             order=order,
             name=c.name,
             path=c.path,
@@ -188,6 +193,9 @@ def build_graph(trace: Any, findings: Iterable[Any] = ()) -> nx.DiGraph:
                 "mask": _mask_tuple(t.mask),
                 "kept": None if t.mask is None else t.mask.kept,
                 "mask_state": state,
+                "mask_changed": t.mask_changed,
+                "produced_mask": _mask_tuple(t.produced_mask),
+                "changed_by": t.changed_by,
             }
             if t.source is None or t.source not in g or t.source == c.id:
                 g.nodes[c.id]["unsourced"].append(tensor)

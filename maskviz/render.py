@@ -300,6 +300,8 @@ def _edges(view: _View) -> _Edges:
                 boundary.append((outer, inner, outer_states))
         else:
             edges.add(tail, rv, "tensor", states, args, primary)
+            if any(t.get("mask_changed") for t in d["tensors"]):
+                edges.items[(tail, rv)]["changed"] = True
     for u, v, states in boundary:
         if (u, v) not in edges.items:
             edges.add(u, v, "enter", states)
@@ -391,9 +393,10 @@ def _call_rows(
 ) -> list[str]:
     steps = f" x{d['steps']}" if d["steps"] > 1 else ""
     nth = "" if call is None else " " + _small(f"call {call + 1}")
+    cls = f"ops.{d['class_name']}" if d.get("call_kind") == "op" else d["class_name"]
     rows = [
         f"<B>{_e(d['name'])}</B>{nth}",
-        _small(f"{_e(d['class_name'])}{steps} &#183; {_e(d['role'])}"),
+        _small(f"{_e(cls)}{steps} &#183; {_e(d['role'])}"),
     ]
     if d["call_accepts_mask"] and d["input_mask"] is not None:
         if d["received"]:
@@ -463,6 +466,9 @@ def _node_attrs(view: _View, n: str) -> dict[str, str]:
         )
         rows.append(_small(f"{len(inner)} calls inside (collapsed)", "#616161"))
         attrs |= {"shape": "box3d", "style": "filled"}
+    if d.get("call_kind") == "op":
+        # A `keras.ops` call: square corners, dashed outline.
+        attrs |= {"style": "filled,dashed"}
     if d["role"] == "destroyer":
         attrs |= {"color": "#c62828", "penwidth": "2"}
     return attrs | {"label": _rows_label(rows, _badges(findings))}
@@ -503,6 +509,8 @@ def _edge_attrs(view: _View, v: str, e: dict[str, Any], n_in: int) -> dict[str, 
         label.append(", ".join(args) if len(args) <= 2 else f"{args[0]} +{len(args) - 1}")
     if state in ("not-delivered", "wrong-rank"):
         label.append(EDGE_HELP[state])
+    if e.get("changed"):
+        label.append("mask changed since made")
     if label:
         attrs |= {
             "label": "\n".join(label),
@@ -512,12 +520,17 @@ def _edge_attrs(view: _View, v: str, e: dict[str, Any], n_in: int) -> dict[str, 
     return attrs
 
 
-def _legend() -> str:
+def _legend(has_ops: bool = False) -> str:
     rows = ['<TR><TD COLSPAN="2" ALIGN="LEFT"><B>mask role (fill)</B></TD></TR>']
     for role, fill in ROLE_FILL.items():
         rows.append(
             f'<TR><TD BGCOLOR="{fill}" BORDER="1" COLOR="#546e7a">{role}</TD>'
             f'<TD ALIGN="LEFT">{_e(ROLE_HELP[role])}</TD></TR>'
+        )
+    if has_ops:
+        rows.append(
+            '<TR><TD BORDER="1" STYLE="dashed" COLOR="#546e7a">ops.Name</TD>'
+            '<TD ALIGN="LEFT">a keras.ops call in the graph</TD></TR>'
         )
     rows.append('<TR><TD COLSPAN="2" ALIGN="LEFT"><B>edge (mask state)</B></TD></TR>')
     for state in reversed(MASK_STATES):
@@ -602,7 +615,8 @@ def to_agraph(graph: Any, *, depth: int | None = None) -> Any:
             host.add_node(f"{n}:out", **_out_attrs(view, n))
     for n in outputs:
         a.add_node(n, **_node_attrs(view, n))
-    a.add_node("legend", shape="plaintext", style="", label=_legend(), fontsize="9")
+    has_ops = any(view.data(n).get("call_kind") == "op" for n in view.calls if view.visible(n))
+    a.add_node("legend", shape="plaintext", style="", label=_legend(has_ops), fontsize="9")
     # Below the outputs: invisible edges place it (a lone node would go to the top).
     for n in outputs or [view.out_node(c) for c in view.calls[-1:] if view.visible(c)]:
         a.add_edge(n, "legend", style="invis")

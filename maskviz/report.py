@@ -46,11 +46,15 @@ def call_rows(report: Any) -> list[tuple[str, ...]]:
         path += f" (x{c.steps})" if c.steps > 1 else ""
         if not c.observed:
             path += " *"
+        in_mask = _mask(seq.mask) if seq else "-"
+        if seq is not None and seq.mask_changed:
+            was = _mask(seq.produced_mask) if seq.produced_mask else "-"
+            in_mask += f" (was {was})"
         rows.append(
             (
                 path,
-                c.class_name,
-                _mask(seq.mask) if seq else "-",
+                f"ops.{c.class_name}" if c.kind == "op" else c.class_name,
+                in_mask,
                 received,
                 _shape(c.outputs[0].shape) if c.outputs else ("failed" if c.error else "-"),
                 _mask(c.outputs[0].mask) if c.outputs else "-",

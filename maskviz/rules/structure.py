@@ -174,6 +174,13 @@ def mask_dropped(ctx: Context) -> Iterator[Finding]:
 
 def _drop_suggestion(call: Any) -> str:
     cls = call.class_name
+    if getattr(call, "kind", "layer") == "op":
+        return (
+            f"`{call.name}` is a `keras.ops` call: ops never carry masks on. Do this step "
+            "inside a layer that supports masking, or pass the mask to the next layer "
+            "explicitly (`mask=`); if it mixes steps, zero the padded steps first "
+            "(`x * ops.cast(mask, x.dtype)[..., None]`)."
+        )
     if cls == "Conv1D":
         return (
             "Replace it with `maskviz.layers.MaskedConv1D(...)` (same weights): it zeroes "
@@ -205,6 +212,8 @@ def _drop_suggestion(call: Any) -> str:
 
 def _drop_fix(call: Any) -> Fix:
     cls = call.class_name
+    if getattr(call, "kind", "layer") == "op":
+        return Fix(Applicability.DISPLAY_ONLY, "carry the mask past the op yourself")
     if cls in ("Conv1D", "GlobalMaxPooling1D"):
         return Fix(
             Applicability.SAFE,
@@ -776,10 +785,51 @@ def call_failed(ctx: Context) -> Iterator[Finding]:
         except KeyError:
             call = None
     where = f"`{call.path}` ({call.class_name})" if call else f"model `{trace.model_name}`"
+    at = _crash_shapes(ctx, call) if call is not None else ""
     yield ctx.finding(
         "MV112",
         call,
-        f"The forward pass failed at {where}. Received: {trace.error}",
+        f"The forward pass failed at {where}.{at} Received: {trace.error}",
         suggestion="See the mask findings on this layer; rerun with `--data` to use real samples.",
         fix=Fix(Applicability.DISPLAY_ONLY, "fix the failing layer"),
     )
+
+
+def _name(source: str) -> str:
+    return f"model input {source[6:]}" if source.startswith("input:") else source
+
+
+def _crash_shapes(ctx: Context, call: Any) -> str:
+    """The shapes of each tensor and mask at a failed call, and who made each mask."""
+    from .alignment import mask_maker, misfit_origin
+
+    by_id = ctx.trace.by_id()
+    parts = []
+    for t in call.inputs:
+        desc = f"`{t.arg}` {_shape(t.shape)}"
+        if t.mask is not None:
+            maker = mask_maker(ctx, t)
+            desc += f" with mask {_shape(t.mask.shape)}" + (
+                f" made by `{_name(maker)}`" if maker else ""
+            )
+            origin = misfit_origin(ctx, t)
+            if origin and origin != maker:
+                desc += f" and passed on by `{origin}`, whose output it no longer fits"
+        elif t.arg.endswith("mask") or t.mask_like:
+            src = by_id.get(t.source) if t.source else None
+            origin = src.path if src is not None else (t.source or "")
+            desc += " (a mask" + (f" from `{_name(origin)}`" if origin else "") + ")"
+        parts.append(desc)
+    text = " At this call: " + ", ".join(parts) + "." if parts else ""
+    got = ""
+    if call.received_mask:
+        got = ", ".join("None" if m is None else _shape(m.shape) for m in call.received_mask)
+        text += f" Its `call` received mask {got}."
+    parent = by_id.get(call.parent) if call.parent else None
+    if call.via == "call" and parent is not None:
+        text += (
+            f" It was called per step by `{parent.path}` ({parent.class_name}), which "
+            f"handed it {'mask ' + got if call.received_mask else 'no mask'}"
+            f" for its input {_shape(call.inputs[0].shape) if call.inputs else '?'}."
+        )
+    return text
