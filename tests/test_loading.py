@@ -446,11 +446,27 @@ def test_custom_objects_file_is_imported_once(files):
     assert first["Halver"] is second["Halver"]
 
 
-def test_installed_package_named_by_the_file_is_imported(site_dir, monkeypatch):
+def test_installed_package_named_by_the_file_is_not_imported_without_a_flag(
+    site_dir, monkeypatch
+):
     site, _ = site_dir
     monkeypatch.syspath_prepend(str(site))
     assert INSTALLED_PKG not in sys.modules
-    model = load_model(site / f"{INSTALLED_PKG}.keras")
+    with pytest.raises(MaskvizError) as excinfo:
+        load_model(site / f"{INSTALLED_PKG}.keras")
+    message = _one_line_error(excinfo)
+    assert f"--allow-import {INSTALLED_PKG}" in message and "--custom-objects" in message
+    assert "--unsafe" in message
+    assert INSTALLED_PKG not in sys.modules
+
+
+@pytest.mark.parametrize("how", ["allow_imports", "unsafe"])
+def test_installed_package_is_imported_when_allowed(site_dir, monkeypatch, how):
+    site, _ = site_dir
+    monkeypatch.syspath_prepend(str(site))
+    assert INSTALLED_PKG not in sys.modules
+    kwargs = {"allow_imports": [INSTALLED_PKG]} if how == "allow_imports" else {"unsafe": True}
+    model = load_model(site / f"{INSTALLED_PKG}.keras", **kwargs)
     assert INSTALLED_PKG in sys.modules
     np.testing.assert_allclose(np.asarray(model(FEATURES)), FEATURES * 3.0)
 
