@@ -446,9 +446,7 @@ def test_custom_objects_file_is_imported_once(files):
     assert first["Halver"] is second["Halver"]
 
 
-def test_installed_package_named_by_the_file_is_not_imported_without_a_flag(
-    site_dir, monkeypatch
-):
+def test_installed_package_named_by_the_file_is_not_imported_without_a_flag(site_dir, monkeypatch):
     site, _ = site_dir
     monkeypatch.syspath_prepend(str(site))
     assert INSTALLED_PKG not in sys.modules
