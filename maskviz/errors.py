@@ -14,11 +14,14 @@ class MaskvizError(Exception):
     one line and exit code 2, never as a traceback."""
 
 
-def escape(text: str) -> str:
-    """`text` with control characters shown as escapes (``\\n``, ``\\x1b``, ``\\x00``)."""
+def escape(text: str, *, keep_newlines: bool = False) -> str:
+    """`text` with control characters shown as escapes (``\\n``, ``\\x1b``, ``\\x00``);
+    with `keep_newlines`, line feeds stay as they are."""
 
     def one(m: re.Match) -> str:
         c = m.group(0)
+        if keep_newlines and c == "\n":
+            return c
         special = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
         if c in special:
             return special[c]
