@@ -346,6 +346,8 @@ def main() -> None:
     """The `maskviz` entry point: exit codes 0/1/2 and 130, one line on stderr for every
     error, never a traceback (set `MASKVIZ_DEBUG=1` to see one for an unexpected error)."""
     errors = _click_exceptions()
+    exits = tuple({typer.Exit, getattr(errors, "Exit", typer.Exit)})
+    aborts = tuple({typer.Abort, getattr(errors, "Abort", typer.Abort), KeyboardInterrupt})
     try:
         code = app(standalone_mode=False)
     except errors.NoArgsIsHelpError as e:
@@ -355,9 +357,9 @@ def main() -> None:
         hint = f" Try '{e.ctx.command_path} --help'." if e.ctx else ""
         typer.echo(f"maskviz: error: {_one_line(e.format_message())}{hint}", err=True)
         code = 2
-    except (errors.Exit, typer.Exit) as e:
+    except exits as e:
         code = e.exit_code
-    except (errors.Abort, typer.Abort, KeyboardInterrupt):
+    except aborts:
         typer.echo("maskviz: interrupted.", err=True)
         code = 130
     except errors.ClickException as e:
