@@ -374,4 +374,7 @@ def main() -> None:
             err=True,
         )
         code = 2
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if code == 130:  # typer turns KeyboardInterrupt into a silent exit 130
+        typer.echo("maskviz: interrupted.", err=True)
+    sys.exit(code)

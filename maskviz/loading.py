@@ -836,10 +836,8 @@ def _import_file(file: Path, shown: str) -> ModuleType:
         sys.path.insert(0, directory)
     try:
         spec.loader.exec_module(module)
-    except BaseException as e:
+    except (Exception, KeyboardInterrupt, SystemExit) as e:  # whatever the file raises
         sys.modules.pop(name, None)
-        if isinstance(e, KeyboardInterrupt):
-            raise
         raise MaskvizError(
             f"Cannot load custom objects from '{shown}': importing it raised "
             f"{_brief(e)}. Expected a Python file that imports cleanly; fix the error in "
@@ -855,9 +853,7 @@ def _import_file(file: Path, shown: str) -> ModuleType:
 def _import_module(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
-    except BaseException as e:
-        if isinstance(e, KeyboardInterrupt):
-            raise
+    except (Exception, KeyboardInterrupt, SystemExit) as e:  # whatever the module raises
         if isinstance(e, ModuleNotFoundError) and e.name and name.startswith(e.name):
             what = f"no module named '{e.name}' is importable"
         else:
