@@ -432,7 +432,8 @@ def _usage_variants(out: Path, sample: Path) -> list[tuple[str, list[str]]]:
     made.append(("data-missing", [*base, "--data", str(out / "missing.npz")]))
     made.append(("graph-missing-dir", [*base, "--graph", str(out / "no" / "such" / "g.svg")]))
     (out / "interrupt.py").write_text("raise KeyboardInterrupt\n")
-    made.append(("custom-objects-interrupt", [*base, "--custom-objects", str(out / "interrupt.py")]))
+    interrupt = str(out / "interrupt.py")
+    made.append(("custom-objects-interrupt", [*base, "--custom-objects", interrupt]))
     (out / "syntax.py").write_text("def (:\n")
     made.append(("custom-objects-syntax", [*base, "--custom-objects", str(out / "syntax.py")]))
     made.append(("allow-import-not-a-name", [*base, "--allow-import", "a b"]))
@@ -470,7 +471,7 @@ def generate(root: Path, *, seed: int = 0) -> tuple[list[Variant], list[str]]:
             path = root / "flip" / f"{sample.stem}.{k}.keras"
             path.write_bytes(bytes(flipped))
             add("flip", path.name, [str(path)])
-        for tag, path in _zip_edits(sample, root / "zip"):
+        for _tag, path in _zip_edits(sample, root / "zip"):
             add("zip", path.name, [str(path)])
         for k in range(RANDOM_CONFIG_MUTATIONS):
             path = root / "config" / f"{sample.stem}.random{k}.keras"
@@ -500,7 +501,7 @@ def generate(root: Path, *, seed: int = 0) -> tuple[list[Variant], list[str]]:
             path = root / "flip" / f"{h5.stem}.{k}.h5"
             path.write_bytes(bytes(flipped))
             add("flip", path.name, [str(path)])
-        for tag, path in _h5_attr_edits(h5, root / "h5attr"):
+        for _tag, path in _h5_attr_edits(h5, root / "h5attr"):
             add("h5attr", path.name, [str(path)])
     paths, skipped = _path_variants(root / "path", first)
     if skipped:

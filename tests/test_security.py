@@ -374,3 +374,30 @@ def test_control_characters_in_a_class_name_are_escaped(dense_model, tmp_path):
         load_model(path)
     message = _one_line(excinfo)
     assert not any(c in message for c in "\x1b\x07\x00")
+
+
+# --------------------------------------------------------------------------- permissions
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_unreadable_file_or_folder_is_one_line(tmp_path, monkeypatch, where):
+    """Tests run as root, which permission bits do not stop (the fuzz corpus measures that),
+    so the operating system's refusal is simulated where maskviz meets it."""
+    from maskviz import loading
+
+    target = tmp_path / "locked" / "model.keras"
+    target.parent.mkdir()
+    target.write_bytes((REPO / "maskviz" / "samples" / "clean_lstm.keras").read_bytes())
+    name = "stat" if where == "folder" else "open"  # no search permission: stat fails
+    real = getattr(os, name)
+
+    def refusing(path, *args, **kwargs):
+        if str(path) == str(target):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(loading.os, name, refusing)
+    with pytest.raises(MaskvizError) as excinfo:
+        load_model(target)
+    message = _one_line(excinfo)
+    assert "Permission denied" in message and "permissions" in message
