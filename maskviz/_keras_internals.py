@@ -114,8 +114,9 @@ def instrumented_run(model: Any) -> Iterator[None]:
 
     Holds the instrumentation lock (another thread's run waits), refuses a nested run in
     the same thread (a layer whose `call` runs maskviz) with a `MaskvizError`, and puts
-    every variable of the model (weights, RNN states, seed generators) back to its value
-    at entry, so that each run starts from, and leaves, the state the user's model had.
+    every non-trainable variable of the model (RNN states, seed generators, statistics)
+    back to its value at entry, so that each run starts from, and leaves, the state the
+    user's model had.
 
     Raises:
         MaskvizError: on a nested run (raised inside the model's call, and again by the
@@ -140,13 +141,14 @@ def instrumented_run(model: Any) -> Iterator[None]:
         raise MaskvizError(_REENTRY)
 
 
-def state_variables(model: Any) -> list[Any]:
+def state_variables(model: Any, *, trainable: bool = True) -> list[Any]:
     """Every variable the model's layers hold: weights, non-trainable state, and state
-    kept outside `layer.variables` (a stateful RNN's `states`), without duplicates."""
+    kept outside `layer.variables` (a stateful RNN's `states`), without duplicates.
+    With `trainable=False`, the trainable weights are left out."""
     found: dict[int, Any] = {}
 
     def add(v: Any) -> None:
-        if isinstance(v, _backend.Variable):
+        if isinstance(v, _backend.Variable) and (trainable or not v.trainable):
             found.setdefault(id(v), v)
 
     for v in getattr(model, "variables", []) or []:
@@ -167,11 +169,14 @@ def state_variables(model: Any) -> list[Any]:
 
 
 def snapshot_state(model: Any) -> list[tuple[Any, Any]]:
-    """(variable, copy of its value) for every state variable of `model`."""
+    """(variable, copy of its value) for every non-trainable variable of `model`: what a
+    forward pass in inference mode can change (RNN states, seed generators, statistics a
+    custom layer keeps). Trainable weights are not copied: a forward pass does not train,
+    and copying a large model's weights on every run would cost more than the run."""
     import numpy as np
 
     saved = []
-    for v in state_variables(model):
+    for v in state_variables(model, trainable=False):
         try:
             saved.append((v, np.array(v.numpy(), copy=True)))
         except Exception:  # a variable without a host value (uninitialised): skip it
