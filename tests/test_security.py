@@ -121,6 +121,12 @@ def test_module_in_the_current_folder_under_python_dash_m(planted_model, tmp_pat
     marker = tmp_path / "marker"
     _plant(folder, marker, dist_info=True)
     (folder / "model.keras").write_bytes(planted_model.read_bytes())
+    # Modules that shadow what Keras imports: `python -m` would find them first.
+    shadow = tmp_path / "shadow_marker"
+    for name in ("numpy", "h5py", "absl"):
+        (folder / f"{name}.py").write_text(
+            f"import pathlib\npathlib.Path({str(shadow)!r}).write_text({name!r})\n"
+        )
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
         [sys.executable, "-m", "maskviz", "inspect", "model.keras"],
@@ -135,6 +141,7 @@ def test_module_in_the_current_folder_under_python_dash_m(planted_model, tmp_pat
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "'Planted'" in lines[0]
     assert not marker.exists()
+    assert not shadow.exists()
 
 
 def test_module_on_pythonpath_is_not_imported(planted_model, tmp_path, monkeypatch):
