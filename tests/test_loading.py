@@ -506,3 +506,23 @@ def test_mask_warnings_silenced_during_load():
         warnings.simplefilter("always")
         load_model(path)
     assert not [w for w in ours if issubclass(w.category, UserWarning)]
+
+
+def test_string_input_model_is_inspected_with_vocabulary_words(tmp_path):
+    """StringLookup -> Embedding -> LSTM runs in Keras; maskviz probes it with words from
+    the lookup's vocabulary, padded with its mask token, instead of failing on the dtype."""
+    import maskviz
+
+    vocabulary = ["the", "cat", "sat", "on", "mat"]
+    words = keras.Input((None,), dtype="string", name="words")
+    ids = keras.layers.StringLookup(vocabulary=vocabulary, mask_token="", name="lookup")(words)
+    x = keras.layers.Embedding(len(vocabulary) + 2, 4, mask_zero=True, name="embedding")(ids)
+    keras.Model(words, keras.layers.LSTM(3, name="lstm")(x)).save(tmp_path / "words.keras")
+    model = load_model(tmp_path / "words.keras")
+    report = maskviz.inspect(model)
+    assert report.trace.error is None
+    values = np.asarray(report.probe.values["words"]).astype(str)
+    keep = report.probe.keep["words"]
+    assert set(values[keep]) <= set(vocabulary) and set(values[~keep]) == {""}
+    embedding = next(c for c in report.trace.calls if c.id.endswith("embedding"))
+    assert embedding.outputs[0].mask is not None  # the padding became a mask
