@@ -9,7 +9,9 @@ breaks one file, not the whole tool.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,6 +21,18 @@ from keras.src.layers.layer import Layer as _Layer
 from keras.src.ops.operation import Operation as _Operation
 
 _MISSING = object()
+
+# The instrumentation (`Layer.__call__` and instance `call` wrappers) is process-wide
+# state: one thread at a time owns it. The lock is re-entrant so that one run can nest
+# its patches; wrappers pass other threads' calls straight to the original.
+_LOCK = threading.RLock()
+_LOCAL = threading.local()
+
+_REENTRY = (
+    "maskviz was called while it was running a model in the same thread (a layer's call "
+    "runs maskviz.inspect?), which it cannot instrument twice. Expected maskviz to be called "
+    "outside the model it inspects; call it before or after the forward pass."
+)
 
 
 def get_mask(x: Any) -> Any:
@@ -87,18 +101,130 @@ def direct_sublayers(layer: Any) -> list[Any]:
     return list(getattr(layer, "_layers", []) or [])
 
 
+class _Run:
+    """One instrumented forward run: its thread, and whether a nested run was refused."""
+
+    def __init__(self) -> None:
+        self.owner = threading.get_ident()
+        self.refused = False
+
+
+@contextlib.contextmanager
+def instrumented_run(model: Any) -> Iterator[None]:
+    """Exclusive use of the instrumentation for one forward run of `model`.
+
+    Holds the instrumentation lock (another thread's run waits), refuses a nested run in
+    the same thread (a layer whose `call` runs maskviz) with a `MaskvizError`, and puts
+    every non-trainable variable of the model (RNN states, seed generators, statistics)
+    back to its value at entry, so that each run starts from, and leaves, the state the
+    user's model had.
+
+    Raises:
+        MaskvizError: on a nested run (raised inside the model's call, and again by the
+            outer run when its block ends, whatever the model did with the first).
+    """
+    from .errors import MaskvizError
+
+    current = getattr(_LOCAL, "run", None)
+    if current is not None:
+        current.refused = True
+        raise MaskvizError(_REENTRY)
+    with _LOCK:
+        run = _Run()
+        _LOCAL.run = run
+        saved = snapshot_state(model)
+        try:
+            yield
+        finally:
+            _LOCAL.run = None
+            restore_state(saved)
+    if run.refused:
+        raise MaskvizError(_REENTRY)
+
+
+def state_variables(model: Any, *, trainable: bool = True) -> list[Any]:
+    """Every variable the model's layers hold: weights, non-trainable state, and state
+    kept outside `layer.variables` (a stateful RNN's `states`), without duplicates.
+    With `trainable=False`, the trainable weights are left out."""
+    found: dict[int, Any] = {}
+
+    def add(v: Any) -> None:
+        if isinstance(v, _backend.Variable) and (trainable or not v.trainable):
+            found.setdefault(id(v), v)
+
+    for v in getattr(model, "variables", []) or []:
+        add(v)
+    for layer in flatten_layers(model):
+        for v in getattr(layer, "variables", []) or []:
+            add(v)
+        for value in list(vars(layer).values()):
+            if isinstance(value, (list, tuple)):
+                for item in value:
+                    add(item)
+            elif isinstance(value, dict):
+                for item in value.values():
+                    add(item)
+            else:
+                add(value)
+    return list(found.values())
+
+
+def snapshot_state(model: Any) -> list[tuple[Any, Any]]:
+    """(variable, copy of its value) for every non-trainable variable of `model`: what a
+    forward pass in inference mode can change (RNN states, seed generators, statistics a
+    custom layer keeps). Trainable weights are not copied: a forward pass does not train,
+    and copying a large model's weights on every run would cost more than the run."""
+    import numpy as np
+
+    saved = []
+    for v in state_variables(model, trainable=False):
+        try:
+            saved.append((v, np.array(v.numpy(), copy=True)))
+        except Exception:  # a variable without a host value (uninitialised): skip it
+            continue
+    return saved
+
+
+def restore_state(saved: list[tuple[Any, Any]]) -> None:
+    """Assigns each saved value back where the variable's value changed."""
+    import numpy as np
+
+    for v, value in saved:
+        try:
+            now = v.numpy()
+            same = now.shape == value.shape and np.array_equal(
+                now, value, equal_nan=now.dtype.kind in "fc"
+            )
+            if not same:
+                v.assign(value)
+        except Exception:  # a variable that cannot be read back: leave it
+            continue
+
+
 @contextlib.contextmanager
 def patched_layer_call(wrapper_factory: Callable[[Callable], Callable]) -> Iterator[None]:
     """Replaces `Layer.__call__` for the duration of the block; always restored.
 
-    `wrapper_factory(original)` returns the function to install.
+    `wrapper_factory(original)` returns the function to install. It sees only calls made
+    by the thread that installed it: other threads' calls run the original. Holds the
+    instrumentation lock, so that patches nest and are restored last-in-first-out.
     """
-    original = _Layer.__dict__["__call__"]
-    _Layer.__call__ = wrapper_factory(original)
-    try:
-        yield
-    finally:
-        _Layer.__call__ = original
+    with _LOCK:
+        original = _Layer.__dict__["__call__"]
+        wrapper = wrapper_factory(original)
+        owner = threading.get_ident()
+
+        @functools.wraps(original)
+        def __call__(self, *args, **kwargs):
+            if threading.get_ident() != owner:
+                return original(self, *args, **kwargs)
+            return wrapper(self, *args, **kwargs)
+
+        _Layer.__call__ = __call__
+        try:
+            yield
+        finally:
+            _Layer.__call__ = original
 
 
 @contextlib.contextmanager
@@ -109,12 +235,22 @@ def patched_operation_call(wrapper_factory: Callable[[Callable], Callable]) -> I
     `x * 2`, `x[:, 1:]`) through `Operation.__call__`; `Layer.__call__` reaches it
     too, through `super()`, so the wrapper must pass layers through.
     """
-    original = _Operation.__dict__["__call__"]
-    _Operation.__call__ = wrapper_factory(original)
-    try:
-        yield
-    finally:
-        _Operation.__call__ = original
+    with _LOCK:
+        original = _Operation.__dict__["__call__"]
+        wrapper = wrapper_factory(original)
+        owner = threading.get_ident()
+
+        @functools.wraps(original)
+        def __call__(self, *args, **kwargs):
+            if threading.get_ident() != owner:
+                return original(self, *args, **kwargs)
+            return wrapper(self, *args, **kwargs)
+
+        _Operation.__call__ = __call__
+        try:
+            yield
+        finally:
+            _Operation.__call__ = original
 
 
 def is_operation(x: Any) -> bool:
@@ -132,20 +268,36 @@ def patched_instance_calls(
     bypassing `__call__`; the instance wrapper sees those calls too, and it sees
     the keyword arguments (the `mask`) exactly as `call` receives them.
     """
-    saved: list[tuple[Any, Any]] = []
-    try:
-        for layer in layers:
-            previous = layer.__dict__.get("call", _MISSING)
-            original = layer.call
-            object.__setattr__(layer, "call", wrapper_factory(layer, original))
-            saved.append((layer, previous))
-    except BaseException:
-        _restore_calls(saved)
-        raise
-    try:
-        yield
-    finally:
-        _restore_calls(saved)
+    with _LOCK:
+        saved: list[tuple[Any, Any]] = []
+        owner = threading.get_ident()
+        try:
+            for layer in layers:
+                previous = layer.__dict__.get("call", _MISSING)
+                original = layer.call
+                object.__setattr__(
+                    layer, "call", _for_owner(owner, original, wrapper_factory(layer, original))
+                )
+                saved.append((layer, previous))
+        except BaseException:
+            _restore_calls(saved)
+            raise
+        try:
+            yield
+        finally:
+            _restore_calls(saved)
+
+
+def _for_owner(owner: int, original: Callable, wrapper: Callable) -> Callable:
+    """`wrapper` for calls from thread `owner`, `original` for any other thread."""
+
+    @functools.wraps(wrapper)
+    def call(*args, **kwargs):
+        if threading.get_ident() != owner:
+            return original(*args, **kwargs)
+        return wrapper(*args, **kwargs)
+
+    return call
 
 
 @contextlib.contextmanager
@@ -159,6 +311,8 @@ def patched_input_standardization(
     is told which, in the order of `model.inputs`. Always restored.
     """
     saved: list[tuple[Any, Any]] = []
+    owner = threading.get_ident()
+    _LOCK.acquire()
     try:
         for layer in layers:
             if not is_functional(layer) or not hasattr(layer, "_standardize_inputs"):
@@ -168,7 +322,8 @@ def patched_input_standardization(
 
             def standardize(inputs, _layer=layer, _original=original):
                 flat = _original(inputs)
-                on_inputs(_layer, list(flat))
+                if threading.get_ident() == owner:
+                    on_inputs(_layer, list(flat))
                 return flat
 
             object.__setattr__(layer, "_standardize_inputs", standardize)
@@ -176,6 +331,7 @@ def patched_input_standardization(
         yield
     finally:
         _restore_calls(saved, "_standardize_inputs")
+        _LOCK.release()
 
 
 def _restore_calls(saved: list[tuple[Any, Any]], name: str = "call") -> None:

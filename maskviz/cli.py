@@ -1,7 +1,9 @@
 """The `maskviz` command line: a thin typer app over the Python API.
 
 Exit codes: 0 no finding at or above `--fail-on`; 1 there are (or a fix could not
-be verified); 2 a usage or load error (one line on stderr, never a traceback).
+be verified); 2 a usage or load error (one line on stderr, never a traceback);
+130 interrupted (one line). `main()` turns click's usage errors into one line too, and
+an unexpected exception into one line naming it (`MASKVIZ_DEBUG=1` shows the traceback).
 
 Nothing heavy is imported at module level: `maskviz --help`, `maskviz rules` and
 `maskviz explain` never import Keras or TensorFlow.
@@ -77,8 +79,15 @@ def _quiet_backend() -> None:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"maskviz: error: {message}", err=True)
+    typer.echo(f"maskviz: error: {_one_line(message)}", err=True)
     return typer.Exit(code)
+
+
+def _one_line(message: str, limit: int = 2000) -> str:
+    """`message` on one line, control characters escaped, at most `limit` characters."""
+    from .errors import cut
+
+    return cut(message, limit)
 
 
 def _parse_mask_inputs(values: list[str] | None) -> dict[str, str]:
@@ -93,7 +102,12 @@ def _parse_mask_inputs(values: list[str] | None) -> dict[str, str]:
     return pairs
 
 
-def _load(path: Path, custom_objects: list[str] | None, unsafe: bool):
+def _load(
+    path: Path,
+    custom_objects: list[str] | None,
+    unsafe: bool,
+    allow_imports: list[str] | None = None,
+):
     _quiet_backend()
     import warnings
 
@@ -103,13 +117,18 @@ def _load(path: Path, custom_objects: list[str] | None, unsafe: bool):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            model = load_model(str(path), unsafe=unsafe, custom_objects=custom_objects or None)
+            model = load_model(
+                str(path),
+                unsafe=unsafe,
+                custom_objects=custom_objects or None,
+                allow_imports=allow_imports or None,
+            )
     except MaskvizError as e:
         raise _fail(str(e)) from None
     for w in caught:
         text = str(w.message)
         if text.startswith("maskviz:"):
-            typer.echo(text.replace("maskviz:", "maskviz: warning:", 1), err=True)
+            typer.echo(_one_line(text.replace("maskviz:", "maskviz: warning:", 1)), err=True)
     return model
 
 
@@ -148,10 +167,19 @@ def inspect(
     unsafe: Annotated[
         bool, typer.Option(help="Allow the file to run code it carries (Lambda layers).")
     ] = False,
+    allow_import: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A package the file may make maskviz import, on top of the Keras ecosystem "
+            "ones (keras_hub, keras_nlp, ...) (repeatable)."
+        ),
+    ] = None,
 ) -> None:
     """Trace a saved model on padded probe data and report its mask problems."""
     pairs = _parse_mask_inputs(mask_input)
-    model = _load(path, custom_objects, unsafe)
+    if graph is not None:
+        _check_output_dir(graph, "--graph")
+    model = _load(path, custom_objects, unsafe, allow_import)
     import maskviz
 
     from .errors import MaskvizError
@@ -176,6 +204,11 @@ def inspect(
             written = report.render(str(graph), depth=depth)
         except MaskvizError as e:
             raise _fail(str(e)) from None
+        except OSError as e:
+            raise _fail(
+                f"Cannot write the graph to '{graph}': {e.strerror or type(e).__name__}. "
+                "Expected a writable path ending in .svg, .png, .pdf or .dot."
+            ) from None
         typer.echo(f"graph written to {written}", err=True)
     raise typer.Exit(_exit_code(report, fail_on))
 
@@ -245,12 +278,24 @@ def demo(
     import maskviz
     from maskviz.samples import SAMPLES, sample_path
 
+    from .errors import MaskvizError
     from .loading import load_model
 
+    if graph_dir is not None:
+        try:
+            graph_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _fail(
+                f"Cannot create --graph-dir '{graph_dir}': {e.strerror or type(e).__name__}. "
+                "Expected a folder maskviz can write to."
+            ) from None
     for name, (_filename, description, kind) in SAMPLES.items():
         typer.echo(f"\n=== {name}: {description} [{kind}]")
-        model = load_model(str(sample_path(name)))
-        report = maskviz.inspect(model)
+        try:
+            model = load_model(str(sample_path(name)))
+            report = maskviz.inspect(model)
+        except MaskvizError as e:
+            raise _fail(str(e)) from None
         ids = report.rule_ids
         typer.echo(
             f"findings: {', '.join(ids) if ids else 'none'}"
@@ -259,7 +304,6 @@ def demo(
             )
         )
         if graph_dir is not None:
-            graph_dir.mkdir(parents=True, exist_ok=True)
             report.render(str(graph_dir / f"{name}.svg"))
     typer.echo("\nNext: `maskviz inspect YOUR_MODEL.keras`, `maskviz explain MV102`.")
 
@@ -275,5 +319,62 @@ def _color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
+def _check_output_dir(path: Path, option: str) -> None:
+    """A usage error (exit 2) before any work when `path`'s folder does not exist."""
+    folder = path.parent
+    try:
+        ok = folder.is_dir()
+    except OSError:
+        ok = False
+    if not ok:
+        raise _fail(
+            f"Cannot write {option} '{path}': the folder '{folder}' does not exist. Expected "
+            "a path in an existing folder; create it first."
+        )
+
+
+def _click_exceptions():
+    """The exception classes of the click that typer runs on (typer >= 0.20 vendors one)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # older typer: plain click
+        from click import exceptions
+    return exceptions
+
+
 def main() -> None:
-    app()
+    """The `maskviz` entry point: exit codes 0/1/2 and 130, one line on stderr for every
+    error, never a traceback (set `MASKVIZ_DEBUG=1` to see one for an unexpected error)."""
+    errors = _click_exceptions()
+    exits = tuple({typer.Exit, getattr(errors, "Exit", typer.Exit)})
+    aborts = tuple({typer.Abort, getattr(errors, "Abort", typer.Abort), KeyboardInterrupt})
+    try:
+        code = app(standalone_mode=False)
+    except errors.NoArgsIsHelpError as e:
+        typer.echo(e.ctx.get_help() if e.ctx else "")
+        code = 2
+    except errors.UsageError as e:
+        hint = f" Try '{e.ctx.command_path} --help'." if e.ctx else ""
+        typer.echo(f"maskviz: error: {_one_line(e.format_message())}{hint}", err=True)
+        code = 2
+    except exits as e:
+        code = e.exit_code
+    except aborts:
+        typer.echo("maskviz: interrupted.", err=True)
+        code = 130
+    except errors.ClickException as e:
+        typer.echo(f"maskviz: error: {_one_line(e.format_message())}", err=True)
+        code = e.exit_code or 2
+    except Exception as e:  # a bug in maskviz or Keras: one line, not a traceback
+        if os.environ.get("MASKVIZ_DEBUG") == "1":
+            raise
+        typer.echo(
+            f"maskviz: error: unexpected {type(e).__name__}: {_one_line(str(e), 300)}. "
+            "Expected no internal error: please report it (MASKVIZ_DEBUG=1 shows the traceback).",
+            err=True,
+        )
+        code = 2
+    code = code if isinstance(code, int) else 0
+    if code == 130:  # typer turns KeyboardInterrupt into a silent exit 130
+        typer.echo("maskviz: interrupted.", err=True)
+    sys.exit(code)

@@ -1,26 +1,36 @@
 """Load a Keras model file safely, with one-line errors.
 
 ``load_model(path)`` reads ``.keras`` archives (and ``.h5`` files where Keras reads them) with
-``safe_mode=True`` by default: a file that carries Python code (a ``Lambda`` layer's lambda) is
-refused unless the user passes ``--unsafe`` (``unsafe=True``). maskviz also checks this itself
-before Keras sees the file, because Keras ignores ``safe_mode=True`` once anything in the process
-has called ``keras.config.enable_unsafe_deserialization()``.
+``safe_mode=True`` by default. In safe mode a model file imports and runs nothing:
 
-Custom classes come from three places:
+- every ``Lambda`` layer is refused, whatever its function (stored bytecode, or a Keras API
+  function such as ``keras.config.set_backend``), and so is any stored lambda;
+- every layer that loads outside code or data is refused: ``TFSMLayer`` (a SavedModel graph)
+  and any config string that names a path or URL outside the archive (a ``StringLookup``
+  vocabulary file, ``keras.utils.get_file`` origins);
+- functions named from non-modelling Keras namespaces (``keras.config``, ``keras.utils``,
+  ``keras.datasets``, ...) are refused;
+- the only modules imported because the file names them are the Keras ecosystem packages of
+  ``ALLOWED_IMPORTS`` (imported only if installed), plus those the caller adds with
+  ``allow_imports=`` (``--allow-import MODULE``);
+- the current folder and ``''`` are removed from ``sys.path`` while the file is loaded, so a
+  ``.py`` file next to the model is never imported by accident (``python -m maskviz`` too).
 
-- ``--custom-objects``: a ``.py`` file or an importable module (or a list of them); every
-  Layer / Model / loss / metric ... subclass it defines and everything it registers with
-  ``@keras.saving.register_keras_serializable`` becomes available (``load_custom_objects``).
-  This runs the user's code, which the user asked for by naming it.
-- installed packages the file names: before loading, the file's config is read and the
-  top-level packages named by its ``"module"`` and ``"registered_name"`` entries are imported
-  *if they are installed distributions* (so ``keras_hub>BertBackbone`` loads with no flag).
-  Nothing else is imported: a module that merely sits on ``sys.path`` (the current directory,
-  say) is not an installed package and is never imported because a file names it.
-- maskviz's own registered layers (packages ``maskviz`` and ``maskviz_samples``).
+These checks are maskviz's own and run before Keras sees the file, so they hold even when the
+process has called ``keras.config.enable_unsafe_deserialization()``. ``--unsafe``
+(``unsafe=True``) lifts them for a file you trust, and also imports the installed packages the
+file names.
+
+Reading is bounded and checked before Keras opens anything: only regular files (never a FIFO
+or a device), zip members checked for encryption, compression method, sizes, names and CRC,
+JSON parsed with a nesting limit, ``.h5`` attributes checked for type and encoding.
+
+Custom classes come from ``--custom-objects`` (a ``.py`` file or an importable module, which
+runs the user's code because the user named it; ``load_custom_objects``) and from maskviz's own
+registered layers (packages ``maskviz`` and ``maskviz_samples``).
 
 Every failure raises ``MaskvizError`` with one line: what happened, what was expected, how to
-fix it.
+fix it. Text quoted from the file or the path has its control characters escaped.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import json
 import logging
 import os
 import re
+import stat
 import sys
 import warnings
 import zipfile
@@ -44,7 +55,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
 
-from maskviz.errors import MaskvizError
+from maskviz.errors import MaskvizError, cut
 
 CustomObjectsSpec = str | os.PathLike | Sequence[str | os.PathLike] | None
 
@@ -52,7 +63,28 @@ _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _KERAS_SUFFIXES = (".keras",)
 _H5_SUFFIXES = (".h5", ".hdf5")
-_MAX_CONFIG_BYTES = 256 * 1024 * 1024
+_MAX_CONFIG_BYTES = 64 * 1024 * 1024
+_MAX_MEMBER_BYTES = 64 * 1024**3  # what a zip member may claim to hold, uncompressed
+_MAX_MEMBERS = 100_000
+_MAX_NAME_DEPTH = 64  # path components of a zip member's name
+_MAX_JSON_DEPTH = 200  # Keras configs of real models nest a few dozen levels
+_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+_SHOWN_LIMIT = 160  # characters of a path quoted in a message
+
+#: Keras ecosystem packages a model file may name and maskviz then imports (only if they are
+#: installed): they define the layers their models are saved with. Extend it with
+#: ``allow_imports=`` / ``--allow-import MODULE``.
+ALLOWED_IMPORTS = ("keras_hub", "keras_nlp", "keras_cv", "keras_rs", "tensorflow_text")
+# Namespaces whose functions a model config may name (activations, losses, ...). A function
+# from anywhere else in Keras (keras.config.set_backend, keras.utils.get_file) is not part of
+# a model and is refused in safe mode.
+_MODELLING_FUNCTIONS = re.compile(
+    r"keras(\.src)?\.(activations|ops|losses|metrics|initializers|regularizers|constraints|"
+    r"optimizers|random|layers|backend)(\.|$)"
+)
+# Classes that load code or a graph from outside the file.
+_LOADS_OUTSIDE_CODE = {"TFSMLayer"}
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _EXPECTED_FILE = "Expected a path to a .keras or .h5 model file"
 _CUSTOM_FIX = "--custom-objects module.py"
 
@@ -60,6 +92,7 @@ _CUSTOM_FIX = "--custom-objects module.py"
 _OWN_PACKAGES = {"maskviz": "maskviz.layers", "maskviz_samples": "maskviz.samples"}
 # Top-level names never worth importing because a file names them.
 _NEVER_IMPORT = {"keras", "builtins", "__main__", "maskviz", "maskviz_samples"}
+_NOT_IMPORTED = "maskviz does not import '{package}' because a file names it"
 
 # Keras warnings that say nothing useful to someone inspecting masks: the mask ones are
 # what maskviz itself reports (properly located), the others are about training state.
@@ -85,6 +118,7 @@ def load_model(
     unsafe: bool = False,
     custom_objects: CustomObjectsSpec = None,
     compile: bool = True,
+    allow_imports: Sequence[str] | None = None,
 ) -> Any:
     """Loads the Keras model at `path` (``.keras`` or ``.h5``) and returns it.
 
@@ -96,27 +130,64 @@ def load_model(
             those, defining the model's custom classes (``--custom-objects``).
         compile: restore the training configuration too. If only that part fails (old
             ``.h5`` files often do), the model is returned uncompiled with a warning.
+        allow_imports: top-level modules the file may name and maskviz may import, on top
+            of ``ALLOWED_IMPORTS`` (``--allow-import``).
 
     Raises:
         MaskvizError: one line saying what went wrong and how to fix it.
     """
-    shown = os.fspath(path)
-    file = Path(shown)
+    raw_path = os.fsdecode(path)
+    shown = cut(raw_path, _SHOWN_LIMIT)
+    file = Path(raw_path)
     kind = _check_file(file, shown)
     config, has_training_config = _read_config(file, shown, kind)
     entries = list(_class_entries(config))
+    allowed = _allowed_imports(allow_imports)
     if not unsafe:
         _refuse_python_code(entries, shown)
+        _refuse_outside_code(entries, config, shown)
     objects = load_custom_objects(custom_objects)
-    import_errors = _import_named_packages(entries)
 
     import keras  # heavy: only once the file passed the cheap checks
 
-    try:
-        return _keras_load(keras, file, objects, compile, unsafe)
-    except Exception as e:  # every failure becomes one line
-        first = e
-    known = _explain_known_failure(first, shown, kind, entries, import_errors)
+    with _without_cwd_on_path():
+        import_errors, refused = _import_named_packages(entries, allowed, unsafe)
+        try:
+            return _keras_load(keras, file, objects, compile, unsafe)
+        except Exception as e:  # every failure becomes one line
+            first = e
+        return _after_failure(
+            keras,
+            first,
+            file,
+            shown,
+            kind,
+            entries,
+            import_errors,
+            refused,
+            objects,
+            compile,
+            unsafe,
+            has_training_config,
+        )
+
+
+def _after_failure(
+    keras,
+    first,
+    file,
+    shown,
+    kind,
+    entries,
+    import_errors,
+    refused,
+    objects,
+    compile,
+    unsafe,
+    has_training_config,
+) -> Any:
+    """Explains a failed load in one line, or retries without the training configuration."""
+    known = _explain_known_failure(first, shown, kind, entries, import_errors, refused)
     if not (compile and has_training_config):
         raise (known or _generic_failure(first, shown, keras.__version__)) from first
     # The training configuration (loss, metrics, optimizer) is a frequent culprit: old .h5
@@ -125,14 +196,14 @@ def load_model(
     try:
         model = _keras_load(keras, file, objects, False, unsafe)
     except Exception as second:
-        again = _explain_known_failure(second, shown, kind, entries, import_errors)
+        again = _explain_known_failure(second, shown, kind, entries, import_errors, refused)
         raise (again or known or _generic_failure(first, shown, keras.__version__)) from second
     reason = str(known).split(": ", 1)[-1].split(". Expected", 1)[0] if known else _brief(first)
     warnings.warn(
         f"maskviz: could not restore the training configuration (loss, metrics, optimizer) "
         f"of '{shown}' ({reason}); loaded the model uncompiled.",
         UserWarning,
-        stacklevel=2,
+        stacklevel=3,
     )
     return model
 
@@ -163,30 +234,35 @@ def load_custom_objects(spec: CustomObjectsSpec) -> dict[str, Any]:
 
 
 def _check_file(file: Path, shown: str) -> str:
-    """Returns "keras" or "h5" after checking that `file` is a model file maskviz can read."""
-    if not file.exists():
-        if file.is_symlink():
-            _fail(shown, "it is a broken symbolic link", f"{_EXPECTED_FILE}.")
-        _fail(shown, "the file does not exist", f"{_EXPECTED_FILE}.")
-    if file.is_dir():
-        if (file / "saved_model.pb").exists():
-            _fail(
-                shown,
-                "it is a TensorFlow SavedModel directory, which Keras 3 cannot load as a model",
-                f"{_EXPECTED_FILE}; re-save the model with model.save('model.keras').",
-            )
-        if (file / "config.json").exists():
-            _fail(
-                shown,
-                "it is a directory (an unzipped Keras model?)",
-                f"{_EXPECTED_FILE}; zip its files into one archive named model.keras.",
-            )
-        _fail(shown, "it is a directory", f"{_EXPECTED_FILE}, not a directory.")
+    """Returns "keras" or "h5" after checking that `file` is a model file maskviz can read.
+
+    Only a regular file is opened, and without blocking: a FIFO or a device given as the
+    model would otherwise wait forever or read without end.
+    """
     try:
-        with open(file, "rb") as f:
-            head = f.read(8)
+        info = os.stat(file)
     except OSError as e:
-        _fail(shown, f"the file cannot be read ({_brief(e)})", "Expected a readable file.")
+        if isinstance(e, FileNotFoundError) or e.errno == 2:
+            if _is_symlink(file):
+                _fail(shown, "it is a broken symbolic link", f"{_EXPECTED_FILE}.")
+            _fail(shown, "the file does not exist", f"{_EXPECTED_FILE}.")
+        _fail(shown, f"the path cannot be read ({_os_reason(e)})", f"{_READABLE}.")
+    except ValueError as e:  # an embedded NUL
+        _fail(shown, f"the path is not valid ({_brief(e)})", f"{_EXPECTED_FILE}.")
+    if stat.S_ISDIR(info.st_mode):
+        _check_directory(file, shown)
+    if not stat.S_ISREG(info.st_mode):
+        _fail(shown, f"it is {_file_kind(info.st_mode)}, not a regular file", f"{_EXPECTED_FILE}.")
+    try:
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the stat above
+                _fail(shown, "it is not a regular file", f"{_EXPECTED_FILE}.")
+            head = os.read(fd, 8)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        _fail(shown, f"the file cannot be read ({_os_reason(e)})", f"{_READABLE}.")
     if not head:
         _fail(shown, "the file is empty", f"{_EXPECTED_FILE} written by model.save().")
     suffix = file.suffix.lower()
@@ -231,70 +307,99 @@ def _check_file(file: Path, shown: str) -> str:
     )
     _fail(
         shown,
-        f"unsupported file type '{suffix or '(no suffix)'}'",
+        f"unsupported file type '{cut(suffix, 40) or '(no suffix)'}'",
         f"{_EXPECTED_FILE}{hint}.",
     )
+
+
+_READABLE = "Expected a readable model file; check the path and its permissions"
+
+
+def _check_directory(file: Path, shown: str) -> NoReturn:
+    def has(name: str) -> bool:
+        try:
+            return (file / name).exists()
+        except OSError:
+            return False
+
+    if has("saved_model.pb"):
+        _fail(
+            shown,
+            "it is a TensorFlow SavedModel directory, which Keras 3 cannot load as a model",
+            f"{_EXPECTED_FILE}; re-save the model with model.save('model.keras').",
+        )
+    if has("config.json"):
+        _fail(
+            shown,
+            "it is a directory (an unzipped Keras model?)",
+            f"{_EXPECTED_FILE}; zip its files into one archive named model.keras.",
+        )
+    _fail(shown, "it is a directory", f"{_EXPECTED_FILE}, not a directory.")
+
+
+def _is_symlink(file: Path) -> bool:
+    try:
+        return file.is_symlink()
+    except (OSError, ValueError):
+        return False
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def _os_reason(e: OSError) -> str:
+    """The reason of an OSError without its (possibly huge, already shown) file name."""
+    return e.strerror or type(e).__name__
 
 
 def _read_config(file: Path, shown: str, kind: str) -> tuple[dict[str, Any], bool]:
     """The model's config (the archive's config.json, or the .h5 model_config attribute),
     and whether the file also holds a training configuration (compile config)."""
     if kind == "keras":
-        try:
-            with zipfile.ZipFile(file) as zf:
-                names = zf.namelist()
-                if "config.json" not in names:
-                    _fail(
-                        shown,
-                        "it is a zip archive without config.json, so not a Keras model archive",
-                        "Expected a .keras file written by model.save().",
-                    )
-                if zf.getinfo("config.json").file_size > _MAX_CONFIG_BYTES:
-                    _fail(
-                        shown,
-                        "its config.json is implausibly large",
-                        "Expected a .keras file written by model.save().",
-                    )
-                raw = zf.read("config.json")
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-            _fail(
-                shown,
-                f"the archive is truncated or corrupt ({_brief(e)})",
-                "Expected a complete .keras zip archive; save or copy the model again.",
-            )
+        raw = _read_archive(file, shown)
         where = "its config.json"
+        has_training_config = False
     else:
-        try:
-            import h5py
-
-            with h5py.File(file, "r") as h5:
-                raw = h5.attrs.get("model_config")
-                has_training_config = h5.attrs.get("training_config") is not None
-        except OSError as e:
-            _fail(
-                shown,
-                f"the HDF5 file is truncated or corrupt ({_brief(e)})",
-                "Expected a complete .h5 model file; save or copy the model again.",
-            )
-        if raw is None:
-            _fail(
-                shown,
-                "it holds weights only, no model architecture",
-                "Expected a whole model saved with model.save('model.keras'); weights files "
-                "(.weights.h5) load into an already built model with model.load_weights().",
-            )
+        raw, has_training_config = _read_h5_attributes(file, shown)
         where = "its model_config"
     if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", errors="replace")
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            _fail(
+                shown,
+                f"{where} is not UTF-8 text (byte {e.start})",
+                "Expected a file written by model.save(); save the model again.",
+            )
+    depth = _json_depth(raw)
+    if depth > _MAX_JSON_DEPTH:
+        _fail(
+            shown,
+            f"{where} nests {depth} levels deep, more than the {_MAX_JSON_DEPTH} maskviz reads",
+            "Expected a file written by model.save(); save the model again.",
+        )
     try:
         config = json.loads(raw)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         _fail(
             shown,
             f"{where} is not valid JSON ({_brief(e)})",
             "Expected a file written by model.save(); save the model again.",
         )
-    if not isinstance(config, dict) or "class_name" not in config:
+    if (
+        not isinstance(config, dict)
+        or not isinstance(config.get("class_name"), str)
+        or not isinstance(config.get("config", {}), (dict, type(None)))
+    ):
         _fail(
             shown,
             f"{where} does not describe a Keras model",
@@ -303,6 +408,138 @@ def _read_config(file: Path, shown: str, kind: str) -> tuple[dict[str, Any], boo
     if kind == "keras":
         has_training_config = bool(config.get("compile_config"))
     return config, has_training_config
+
+
+_CORRUPT_ARCHIVE = "Expected a complete .keras zip archive written by model.save(); save or copy "
+
+
+def _read_archive(file: Path, shown: str) -> str | bytes:
+    """Checks every member of the .keras archive (flags, method, sizes, names, CRC) before
+    Keras opens it, and returns config.json's bytes."""
+    try:
+        with zipfile.ZipFile(file) as zf:
+            infos = zf.infolist()
+            if len(infos) > _MAX_MEMBERS:
+                what = f"the archive has {len(infos)} members"
+                _fail(shown, what, _CORRUPT_ARCHIVE + "it again.")
+            for info in infos:
+                _check_member(info, shown)
+            names = [i.filename for i in infos]
+            if "config.json" not in names:
+                _fail(
+                    shown,
+                    "it is a zip archive without config.json, so not a Keras model archive",
+                    "Expected a .keras file written by model.save().",
+                )
+            if len(names) != len(set(names)):
+                _fail(shown, "the archive names a member twice", _CORRUPT_ARCHIVE + "it again.")
+            if zf.getinfo("config.json").file_size > _MAX_CONFIG_BYTES:
+                _fail(
+                    shown,
+                    "its config.json is implausibly large",
+                    "Expected a .keras file written by model.save().",
+                )
+            for info in infos:  # reads each member once: CRC, sizes, compressed stream
+                if info.filename != "config.json":
+                    with zf.open(info) as member:
+                        while member.read(1 << 22):
+                            pass
+            return zf.read("config.json")
+    except MaskvizError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as e:
+        _fail(
+            shown,
+            f"the archive is truncated or corrupt ({_brief(e)})",
+            _CORRUPT_ARCHIVE + "the model again.",
+        )
+    except (zlib.error, NotImplementedError, RuntimeError, OverflowError) as e:
+        _fail(
+            shown,
+            f"a member of the archive cannot be read ({_brief(e)})",
+            _CORRUPT_ARCHIVE + "the model again.",
+        )
+
+
+def _check_member(info: zipfile.ZipInfo, shown: str) -> None:
+    name = cut(info.filename, 60)
+    expected = _CORRUPT_ARCHIVE + "the model again."
+    if info.flag_bits & 0x1:
+        _fail(shown, f"the archive member '{name}' is encrypted", expected)
+    if info.compress_type not in _ZIP_METHODS:
+        _fail(
+            shown,
+            f"the archive member '{name}' uses compression method {info.compress_type}, not "
+            "stored or deflate",
+            expected,
+        )
+    if info.file_size > _MAX_MEMBER_BYTES or info.compress_size > _MAX_MEMBER_BYTES:
+        _fail(shown, f"the archive member '{name}' claims an implausible size", expected)
+    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+        _fail(
+            shown,
+            f"the archive member '{name}' is stored uncompressed but its sizes differ",
+            expected,
+        )
+    parts = info.filename.replace("\\", "/").split("/")
+    if (
+        info.filename.startswith(("/", "\\"))
+        or ".." in parts
+        or len(parts) > _MAX_NAME_DEPTH
+        or "\x00" in info.filename
+    ):
+        _fail(shown, f"the archive member name '{name}' points outside the archive", expected)
+
+
+def _read_h5_attributes(file: Path, shown: str) -> tuple[str | bytes, bool]:
+    """The .h5 file's model_config (type-checked) and whether it has a training_config."""
+    expected = "Expected a complete .h5 model file; save or copy the model again."
+    try:
+        import h5py
+
+        with h5py.File(file, "r") as h5:
+            raw = h5.attrs.get("model_config")
+            training = h5.attrs.get("training_config")
+    except Exception as e:  # h5py raises OSError, KeyError, RuntimeError... on damage
+        _fail(shown, f"the HDF5 file is truncated or corrupt ({_brief(e)})", expected)
+    if raw is None:
+        _fail(
+            shown,
+            "it holds weights only, no model architecture",
+            "Expected a whole model saved with model.save('model.keras'); weights files "
+            "(.weights.h5) load into an already built model with model.load_weights().",
+        )
+    for attr, value in (("model_config", raw), ("training_config", training)):
+        if value is not None and not isinstance(value, (str, bytes)):
+            _fail(
+                shown,
+                f"its {attr} attribute is {_type_name(value)}, not JSON text",
+                "Expected a .h5 model file written by model.save(); save the model again.",
+            )
+    return raw, training is not None
+
+
+def _type_name(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None and shape != ():
+        return f"an array of shape {tuple(shape)}"
+    return f"of type {type(value).__name__}"
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: linear and fast
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON `text` (strings skipped), computed
+    without recursion so that a hostile file cannot exhaust the stack."""
+    import numpy as np
+
+    stripped = _JSON_STRING.sub("", text)
+    codes = np.frombuffer(stripped.encode("utf-8", "replace"), dtype=np.uint8)
+    steps = np.zeros(codes.shape, dtype=np.int64)
+    steps[(codes == ord("[")) | (codes == ord("{"))] = 1
+    steps[(codes == ord("]")) | (codes == ord("}"))] = -1
+    return int(np.cumsum(steps).max(initial=0))
 
 
 @dataclass(frozen=True)
@@ -343,23 +580,21 @@ def _class_entries(node: Any) -> Iterator[_Entry]:
 
 
 def _refuse_python_code(entries: list[_Entry], shown: str) -> None:
-    """Refuses, in safe mode, a config that carries Python bytecode (a lambda)."""
+    """Refuses, in safe mode, every Lambda layer (whatever its function: stored bytecode or
+    a Keras API function both run on loading) and any stored Python lambda."""
     lambdas = []
     carries_code = False
     for entry in entries:
         if entry.class_name == "__lambda__":
             carries_code = True
-        elif entry.class_name == "Lambda" and isinstance(entry.config, dict):
-            function = entry.config.get("function")
-            legacy_code = entry.config.get("function_type") == "lambda"
-            new_code = isinstance(function, dict) and function.get("class_name") == "__lambda__"
-            if legacy_code or new_code:
-                lambdas.append(str(entry.config.get("name", "?")))
+        elif entry.class_name == "Lambda" or (entry.registered_name or "").endswith(">Lambda"):
+            name = entry.config.get("name", "?") if isinstance(entry.config, dict) else "?"
+            lambdas.append(cut(str(name), 60))
     if lambdas:
-        names = ", ".join(f"'{n}'" for n in lambdas)
+        names = ", ".join(f"'{n}'" for n in lambdas[:3]) + (", ..." if len(lambdas) > 3 else "")
         _fail(
             shown,
-            f"it contains a Lambda layer ({names}) whose Python code would run on loading, "
+            f"it contains a Lambda layer ({names}) whose function would run on loading, "
             "which safe mode refuses",
             _LAMBDA_EXPECTED,
         )
@@ -375,14 +610,130 @@ _LAMBDA_EXPECTED = (
     "Expected a model without stored code; if you trust the file, pass --unsafe "
     "(or replace the Lambda with a registered custom layer)."
 )
+_OUTSIDE_EXPECTED = (
+    "Expected a model that carries everything it needs in the file; if you trust the file "
+    "and what it points to, pass --unsafe."
+)
+
+
+def _refuse_outside_code(entries: list[_Entry], config: Any, shown: str) -> None:
+    """Refuses, in safe mode, what would load code, a graph or data from outside the file:
+    a TFSMLayer, a non-modelling Keras function, any config string naming a path or URL."""
+    for entry in entries:
+        if entry.class_name in _LOADS_OUTSIDE_CODE:
+            _fail(
+                shown,
+                f"it contains a {entry.class_name} that would load a TensorFlow SavedModel "
+                "from outside the file and run its graph, which safe mode refuses",
+                _OUTSIDE_EXPECTED,
+            )
+        module = entry.module or ""
+        if (
+            entry.class_name == "function"
+            and (module == "keras" or module.startswith("keras."))
+            and not _MODELLING_FUNCTIONS.match(module)
+        ):
+            what = cut(f"{module}.{entry.config}", 80)
+            _fail(
+                shown,
+                f"it names the function '{what}', which is not a modelling function and would "
+                "run on loading, which safe mode refuses",
+                _OUTSIDE_EXPECTED,
+            )
+    for key, value in _config_strings(config):
+        if _names_outside_resource(key, value):
+            _fail(
+                shown,
+                f"its config entry '{cut(key, 40)}' names '{cut(value, 80)}', a path or URL "
+                "outside the file that Keras would read on loading, which safe mode refuses",
+                _OUTSIDE_EXPECTED,
+            )
+
+
+# Config keys whose strings are names, never files.
+_NAME_KEYS = {"name", "class_name", "module", "registered_name", "dtype", "padding", "mode"}
+
+
+def _config_strings(node: Any) -> Iterator[tuple[str, str]]:
+    """(key, value) for every string value in a config (list items keep their dict's key)."""
+    stack: list[tuple[str, Any]] = [("", node)]
+    while stack:
+        key, item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((str(k), v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((key, v) for v in item)
+        elif isinstance(item, str):
+            yield key, item
+
+
+def _names_outside_resource(key: str, value: str) -> bool:
+    """Whether a config string names a file, folder or URL that loading would read."""
+    if key in _NAME_KEYS or not value or len(value) > 4096:
+        return False
+    if _URL.match(value) or value.startswith(("/", "~", "./", "../", "\\")):
+        return True
+    if re.match(r"^[A-Za-z]:[\\/]", value):  # C:\\...
+        return True
+    if ("/" in value or os.sep in value) and " " not in value:
+        return True
+    try:
+        return os.path.lexists(value)  # a relative name of something in the current folder
+    except (OSError, ValueError):
+        return False
 
 
 # --------------------------------------------------------------------------- imports
 
 
-def _import_named_packages(entries: list[_Entry]) -> dict[str, str]:
-    """Imports maskviz's own registering modules and the installed top-level packages the
-    config names; returns {package: "ExcType: message"} for imports that failed."""
+def _allowed_imports(extra: Sequence[str] | None) -> set[str]:
+    allowed = set(ALLOWED_IMPORTS)
+    for name in [extra] if isinstance(extra, str) else list(extra or []):
+        text = str(name).strip()
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", text):
+            raise MaskvizError(
+                f"Cannot use --allow-import '{cut(text, 80)}': it is not a module name. "
+                "Expected a top-level module name such as my_layers_pkg."
+            )
+        allowed.add(text.split(".", 1)[0])
+    return allowed
+
+
+@contextlib.contextmanager
+def _without_cwd_on_path() -> Iterator[None]:
+    """Removes the current folder ('' or its path) from ``sys.path`` for the block, so that
+    nothing a file names (or Keras imports lazily) is found next to the model by accident."""
+    try:
+        cwd = os.path.realpath(os.getcwd())
+    except OSError:
+        cwd = None
+    saved = list(sys.path)
+
+    def is_cwd(entry: Any) -> bool:
+        if not isinstance(entry, str) or entry in ("", "."):
+            return isinstance(entry, str)
+        try:
+            return cwd is not None and os.path.realpath(entry) == cwd
+        except (OSError, ValueError):
+            return False
+
+    sys.path[:] = [e for e in saved if not is_cwd(e)]
+    try:
+        yield
+    finally:
+        added = [e for e in sys.path if e not in saved]
+        sys.path[:] = saved + added
+
+
+def _import_named_packages(
+    entries: list[_Entry], allowed: set[str], unsafe: bool
+) -> tuple[dict[str, str], set[str]]:
+    """Imports maskviz's own registering modules and, of the top-level packages the config
+    names, those in `allowed` (or, with `unsafe`, any installed one).
+
+    Returns ({package: "ExcType: message"} for imports that failed, {packages named but
+    not imported because they are not allowed}).
+    """
     import keras
 
     registered = keras.saving.get_custom_objects()
@@ -406,30 +757,35 @@ def _import_named_packages(entries: list[_Entry]) -> dict[str, str]:
         if module not in sys.modules:
             with contextlib.suppress(ImportError):
                 importlib.import_module(module)
-    if candidates:
-        installed = importlib.metadata.packages_distributions()
-        for name in sorted(candidates & set(installed)):
-            try:
-                with _quiet():
-                    importlib.import_module(name)
-            except Exception as e:  # an installed package that fails to import
-                errors[name] = _brief(e)
-    return errors
+    if not candidates:
+        return errors, set()
+    installed = set(importlib.metadata.packages_distributions())
+    refused = set() if unsafe else (candidates - allowed) & installed
+    wanted = (candidates & allowed) | ((candidates & installed) if unsafe else set())
+    for name in sorted(wanted):
+        try:
+            if importlib.util.find_spec(name) is None:
+                continue
+            with _quiet():
+                importlib.import_module(name)
+        except Exception as e:  # an allowed package that fails to import
+            errors[name] = _brief(e)
+    return errors, refused
 
 
 def _custom_objects_from(spec: str | os.PathLike) -> dict[str, Any]:
-    text = os.fspath(spec)
-    looks_like_file = text.endswith(".py") or os.sep in text or "/" in text or Path(text).is_file()
+    text = os.fsdecode(spec)
+    looks_like_file = text.endswith(".py") or os.sep in text or "/" in text or _is_file(text)
     import keras
 
     before = dict(keras.saving.get_custom_objects())
     if looks_like_file:
-        module = _import_file(Path(text), text)
+        module = _import_file(Path(text), cut(text, _SHOWN_LIMIT))
     else:
         if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", text):
             raise MaskvizError(
-                f"Cannot use --custom-objects '{text}': it is neither a .py file nor a module "
-                "name. Expected a path to a .py file or an importable module such as "
+                f"Cannot use --custom-objects '{cut(text, 80)}': it is neither a .py file nor "
+                "a module name. Expected a path to a .py file or an importable module such as "
                 "mypkg.layers."
             )
         module = _import_module(text)
@@ -437,13 +793,28 @@ def _custom_objects_from(spec: str | os.PathLike) -> dict[str, Any]:
     return _objects_of(module, before, after)
 
 
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def _import_file(file: Path, shown: str) -> ModuleType:
-    if not file.exists():
+    try:
+        exists, is_dir = file.exists(), file.is_dir()
+    except (OSError, ValueError) as e:
+        reason = _os_reason(e) if isinstance(e, OSError) else _brief(e)
+        raise MaskvizError(
+            f"Cannot load custom objects from '{shown}': the path cannot be read ({reason}). "
+            "Expected a readable .py file (or an importable module name) for --custom-objects."
+        ) from None
+    if not exists:
         raise MaskvizError(
             f"Cannot load custom objects from '{shown}': the file does not exist. Expected a "
             "path to a .py file (or an importable module name) for --custom-objects."
         )
-    if file.is_dir():
+    if is_dir:
         raise MaskvizError(
             f"Cannot load custom objects from '{shown}': it is a directory. Expected a path "
             "to a .py file (or an importable module name) for --custom-objects."
@@ -468,10 +839,8 @@ def _import_file(file: Path, shown: str) -> ModuleType:
         sys.path.insert(0, directory)
     try:
         spec.loader.exec_module(module)
-    except BaseException as e:
+    except (Exception, KeyboardInterrupt, SystemExit) as e:  # whatever the file raises
         sys.modules.pop(name, None)
-        if isinstance(e, KeyboardInterrupt):
-            raise
         raise MaskvizError(
             f"Cannot load custom objects from '{shown}': importing it raised "
             f"{_brief(e)}. Expected a Python file that imports cleanly; fix the error in "
@@ -487,17 +856,15 @@ def _import_file(file: Path, shown: str) -> ModuleType:
 def _import_module(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
-    except BaseException as e:
-        if isinstance(e, KeyboardInterrupt):
-            raise
+    except (Exception, KeyboardInterrupt, SystemExit) as e:  # whatever the module raises
         if isinstance(e, ModuleNotFoundError) and e.name and name.startswith(e.name):
             what = f"no module named '{e.name}' is importable"
         else:
             what = f"importing it raised {_brief(e)}"
         raise MaskvizError(
-            f"Cannot load custom objects from module '{name}': {what}. Expected an importable "
-            "module name (is it installed, or on PYTHONPATH?) or a path to a .py file for "
-            "--custom-objects."
+            f"Cannot load custom objects from module '{cut(name, 80)}': {what}. Expected an "
+            "importable module name (is it installed, or on PYTHONPATH?) or a path to a .py "
+            "file for --custom-objects."
         ) from e
 
 
@@ -622,6 +989,7 @@ def _explain_known_failure(
     kind: str,
     entries: list[_Entry],
     import_errors: dict[str, str],
+    refused: set[str] = frozenset(),
 ) -> MaskvizError | None:
     for text in _messages(e):
         if "Requested the deserialization of a" in text and "lambda" in text:
@@ -634,13 +1002,15 @@ def _explain_known_failure(
             if match and kind == "h5" and _is_keras_op(match.group(2)):
                 return MaskvizError(
                     f"Cannot load '{shown}': it contains the Keras operation "
-                    f"'{match.group(2)}' (Keras 3 saves mask computations and keras.ops calls "
-                    "as graph operations), which Keras cannot rebuild from an .h5 file. "
-                    "Expected a .keras file for this model; re-save it with "
+                    f"'{cut(match.group(2), 80)}' (Keras 3 saves mask computations and "
+                    "keras.ops calls as graph operations), which Keras cannot rebuild from an .h5 "
+                    "file. Expected a .keras file for this model; re-save it with "
                     "model.save('model.keras')."
                 )
             if match:
-                return _unknown_class(shown, match.group(1), match.group(2), entries, import_errors)
+                return _unknown_class(
+                    shown, match.group(1), match.group(2), entries, import_errors, refused
+                )
     return None
 
 
@@ -653,7 +1023,12 @@ def _is_keras_op(class_name: str) -> bool:
 
 
 def _unknown_class(
-    shown: str, kind: str, name: str, entries: list[_Entry], import_errors: dict[str, str]
+    shown: str,
+    kind: str,
+    name: str,
+    entries: list[_Entry],
+    import_errors: dict[str, str],
+    refused: set[str] = frozenset(),
 ) -> MaskvizError:
     kind = "function" if kind == "function" or kind.endswith("function") else "class"
     entry = next(
@@ -665,13 +1040,13 @@ def _unknown_class(
         ),
         None,
     )
-    short = name.split(">", 1)[-1]
+    short = cut(name.split(">", 1)[-1], 80)
     details = []
     if entry is not None:
         if entry.registered_name and entry.registered_name not in (short, "function"):
-            details.append(f"registered as '{entry.registered_name}'")
+            details.append(f"registered as '{cut(entry.registered_name, 80)}'")
         if entry.module and entry.module not in ("builtins", "__main__"):
-            details.append(f"saved from module '{entry.module}'")
+            details.append(f"saved from module '{cut(entry.module, 80)}'")
     packages = (
         {p.split(".", 1)[0] for p in (entry.module, entry.registered_package) if p}
         if entry is not None
@@ -681,6 +1056,15 @@ def _unknown_class(
         f"importing '{p}' raised {import_errors[p]}" for p in sorted(packages & set(import_errors))
     ]
     detail = f" ({'; '.join(details + failed)})" if details or failed else ""
+    not_imported = sorted(packages & set(refused))
+    if not_imported:
+        package = cut(not_imported[0], 60)
+        return MaskvizError(
+            f"Cannot load '{shown}': it uses the custom {kind} '{short}'{detail}; "
+            f"{_NOT_IMPORTED.format(package=package)}. Expected its module: pass "
+            f"--custom-objects {package}, or --allow-import {package} if you trust it, "
+            "or --unsafe."
+        )
     return MaskvizError(
         f"Cannot load '{shown}': it uses the custom {kind} '{short}'{detail}, which is not "
         "defined in this process. Expected the module that defines it; pass it with "
@@ -708,12 +1092,11 @@ def _brief(e: BaseException, limit: int = 160) -> str:
         text = text.rsplit("Exception encountered: ", 1)[1]
     for marker in (" Full object config", "\n\nconfig=", " Received: config="):
         text = text.split(marker, 1)[0]
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
+    text = cut(" ".join(text[: 4 * limit].split()), limit)
     name = type(e).__name__
     return f"{name}: {text}" if text else name
 
 
 def _fail(shown: str, what: str, expected: str) -> NoReturn:
+    """Raises the one-line load error (`shown` and `what` are already escaped)."""
     raise MaskvizError(f"Cannot load '{shown}': {what}. {expected}")

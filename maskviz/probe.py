@@ -24,6 +24,9 @@ BATCH = 4
 DEFAULT_TIME = 8
 DEFAULT_DIM = 4
 MASK_NAMES = ("mask", "padding", "valid")
+# The most values one probe input may hold: a fixed dimension of 2**40 must be refused
+# in one line before numpy tries to allocate terabytes.
+MAX_PROBE_VALUES = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -113,9 +116,11 @@ def _unwrap(consumers: list[Any]) -> list[Any]:
 def _classify(name: str, shape: tuple, dtype: str, consumers: list[Any]) -> tuple[str, dict]:
     consumers = _unwrap(consumers)
     classes = {type(c).__name__: c for c in consumers}
+    if dtype == "string":
+        return "strings", _string_vocabulary(consumers)
     for c in consumers:
         if type(c).__name__ == "Masking" or hasattr(c, "mask_value"):
-            return "masked-floats", {"mask_value": float(getattr(c, "mask_value", 0.0))}
+            return "masked-floats", {"mask_value": _numeric_mask_value(c)}
     for c in consumers:
         if hasattr(c, "input_dim") and hasattr(c, "mask_zero"):
             return "tokens", {"vocab": int(c.input_dim), "mask_zero": bool(c.mask_zero)}
@@ -137,6 +142,71 @@ def _classify(name: str, shape: tuple, dtype: str, consumers: list[Any]) -> tupl
                     vocab = int(getattr(c, attr))
         return "tokens", {"vocab": vocab}
     return "data", {}
+
+
+def _numeric_mask_value(layer: Any) -> float:
+    """The layer's `mask_value` as a float, or a one-line error when it is not a number
+    (a config edited to `mask_value: "x"`: Keras builds the layer, then fails to run it)."""
+    from .errors import cut
+
+    value = getattr(layer, "mask_value", 0.0)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, (str, bytes)):
+        raise MaskvizError(
+            f"Layer '{cut(str(layer.name), 60)}' has mask_value={cut(repr(value), 60)}, "
+            "which is not a number, so no input can ever match it. Expected a numeric "
+            "mask_value (Masking(mask_value=0.0)); fix the model's config."
+        )
+    return number
+
+
+def _string_vocabulary(consumers: list[Any]) -> dict:
+    """Words for a string input: from a consumer's vocabulary (StringLookup and the like
+    have `get_vocabulary()`), without its special tokens; the padding word is the
+    consumer's `mask_token` (what it maps to the masked index) or ''."""
+    words: list[str] = []
+    pad = ""
+    for c in consumers:
+        get = getattr(c, "get_vocabulary", None)
+        if not callable(get):
+            continue
+        try:
+            vocabulary = [str(w.decode() if isinstance(w, bytes) else w) for w in get()]
+        except Exception:  # a lookup without a vocabulary yet
+            continue
+        special = {getattr(c, "mask_token", None), getattr(c, "oov_token", None), "", "[UNK]"}
+        words = [w for w in vocabulary if w not in special]
+        mask_token = getattr(c, "mask_token", None)
+        pad = "" if mask_token is None else str(mask_token)
+        if words:
+            break
+    return {"words": words or ["a", "b", "c", "d"], "pad": pad}
+
+
+def _check_probe_shape(name: str, full: list[int]) -> None:
+    """One-line refusal of an input shape that cannot be probed: a zero-sized fixed
+    dimension (no data at all) or one so large the probe would not fit in memory."""
+    from .errors import cut
+
+    shown = cut(str(name), 60)
+    if any(d <= 0 for d in full):
+        raise MaskvizError(
+            f"Input '{shown}' has a dimension of size 0 (probe shape {tuple(full)}), so "
+            "there is no data to run the model on. Expected every fixed dimension to be "
+            "at least 1; fix the model's Input shape."
+        )
+    total = 1
+    for d in full:
+        total *= d
+    if total > MAX_PROBE_VALUES:
+        raise MaskvizError(
+            f"Input '{shown}' needs {total:,} values for a probe of shape {tuple(full)}, "
+            f"more than the {MAX_PROBE_VALUES:,} maskviz allocates. Expected fixed "
+            "dimensions of a size that fits in memory; check the model's Input shape."
+        )
 
 
 def make_probe(
@@ -199,7 +269,19 @@ def make_probe(
                 break
     if t_len is None:
         open_time = any(shape[1] is None for shape in sequences)
-    t_len = t_len or DEFAULT_TIME
+    t_len = DEFAULT_TIME if t_len is None else t_len
+    fulls = {
+        name: [BATCH]
+        + [
+            (t_len if i == 1 else DEFAULT_DIM) if d is None else int(d)
+            for i, d in enumerate(shape[1:], start=1)
+        ]
+        for name, shape, _, _ in specs
+    }
+    for name, full in fulls.items():  # before anything is allocated
+        _check_probe_shape(name, full)
+    if t_len <= 0 or BATCH * t_len > MAX_PROBE_VALUES:
+        _check_probe_shape("(time)", [BATCH, t_len])
     # Models that take an explicit padding mask get it from a preprocessor, and those
     # pad on the right (keras-hub's do): no left-padded row for them. Use --data to
     # check left padding.
@@ -215,10 +297,7 @@ def make_probe(
     inputs = []
     for name, shape, dtype, _ in specs:
         kind, info = kinds[name]
-        full = [BATCH] + [
-            (t_len if i == 1 else DEFAULT_DIM) if d is None else int(d)
-            for i, d in enumerate(shape[1:], start=1)
-        ]
+        full = fulls[name]
         row_keep = None
         if len(full) >= 2 and full[1] == t_len:
             # Independent sequences get different padding (rows rotated), so that
@@ -236,6 +315,12 @@ def make_probe(
                 lengths = rng.integers(1, inner + 1, size=full[:2])
                 arr = np.where(np.arange(inner)[None, None, :] < lengths[..., None], arr, 0)
             arr = arr.astype(dtype if dtype.startswith(("int", "uint")) else "int32")
+        elif kind == "strings":
+            words = np.asarray(info["words"], dtype=object)
+            arr = words[rng.integers(0, len(words), size=full)]
+            if row_keep is not None:
+                arr = np.where(_expand(row_keep, len(full)), arr, info["pad"])
+            arr = arr.astype(str)
         elif kind == "masked-floats":
             arr = rng.standard_normal(full).astype(dtype if "float" in dtype else "float32")
             if row_keep is not None:
@@ -255,7 +340,7 @@ def make_probe(
         else:
             arr = rng.standard_normal(full).astype(dtype)
         values[name] = arr
-        keeps[name] = row_keep if kind in ("tokens", "masked-floats", "mask") else None
+        keeps[name] = row_keep if kind in ("tokens", "masked-floats", "mask", "strings") else None
         inputs.append(
             ModelInput(
                 name=name,
@@ -367,15 +452,36 @@ def probe_from_data(
     model: Any, path: str, *, mask_inputs: Mapping[str, str] | None = None
 ) -> Probe:
     """Reads `--data file.npz`: keys are input names, or `arr_0`, `arr_1`, ... in order."""
+    from .errors import cut
+
+    shown = cut(str(path), 160)
     try:
-        data = np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.keys()}
     except FileNotFoundError:
-        raise MaskvizError(f"--data file not found. Received: {path!r}.") from None
+        raise MaskvizError(f"--data file not found. Received: '{shown}'.") from None
+    except ValueError as e:
+        if "pickle" in str(e).lower() or "object" in str(e).lower():
+            raise MaskvizError(
+                f"--data '{shown}' holds Python objects (a pickled object array), which "
+                "maskviz does not load: loading them can run code. Expected numeric arrays "
+                "saved with numpy.savez."
+            ) from None
+        raise MaskvizError(
+            f"--data must be a .npz file written by `numpy.savez`. Received: '{shown}' "
+            f"({cut(str(e), 120)})."
+        ) from None
     except Exception as e:
         raise MaskvizError(
-            f"--data must be a .npz file written by `numpy.savez`. Received: {path!r} ({e})."
+            f"--data must be a .npz file written by `numpy.savez`. Received: '{shown}' "
+            f"({type(e).__name__}: {cut(str(e), 120)})."
         ) from None
-    return probe_from_arrays(model, {k: data[k] for k in data.keys()}, mask_inputs=mask_inputs)
+    if not isinstance(arrays, dict) or not arrays:
+        raise MaskvizError(
+            f"--data '{shown}' holds no arrays. Expected a .npz file with one array per "
+            "model input."
+        )
+    return probe_from_arrays(model, arrays, mask_inputs=mask_inputs)
 
 
 def probe_from_arrays(
@@ -401,6 +507,7 @@ def probe_from_arrays(
         )
     for inp in base.inputs:
         _check_shape(inp, values[inp.name])
+        _check_values(model, inp, values[inp.name], ki)
     keeps: dict[str, np.ndarray | None] = {}
     for inp in base.inputs:
         arr = values[inp.name]
@@ -443,5 +550,64 @@ def _mask_value(model, inp, ki) -> float:
     for t in tensors:
         for c in _consumers(model, t, ki):
             if hasattr(c, "mask_value"):
-                return float(c.mask_value)
+                return _numeric_mask_value(c)
     return 0.0
+
+
+def _check_values(model: Any, inp: ModelInput, arr: np.ndarray, ki: Any) -> None:
+    """The user's values must be usable: some rows, numbers where the model takes numbers,
+    no NaN or infinity, token ids inside the vocabulary of the layer they feed."""
+    from .errors import cut
+
+    shown = cut(str(inp.name), 60)
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        raise MaskvizError(
+            f"The data for input '{shown}' has no rows. Received shape {arr.shape}. "
+            "Expected at least one sample."
+        )
+    if inp.dtype == "string" or inp.kind == "strings":
+        if arr.dtype.kind not in "US":
+            raise MaskvizError(
+                f"The data for input '{shown}' is not text. Received dtype {arr.dtype}; "
+                "expected strings."
+            )
+        return
+    if arr.dtype.kind not in "biuf":
+        raise MaskvizError(
+            f"The data for input '{shown}' is not numeric. Received dtype {arr.dtype}; "
+            f"expected numbers ({inp.dtype})."
+        )
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise MaskvizError(
+            f"The data for input '{shown}' holds NaN or infinite values. Expected finite "
+            "numbers; clean the data first."
+        )
+    if inp.kind == "tokens" and arr.size:
+        if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
+            raise MaskvizError(
+                f"The data for input '{shown}' holds fractional token ids. Expected whole numbers."
+            )
+        vocab = _vocabulary_size(model, inp, ki)
+        low, high = int(arr.min()), int(arr.max())
+        if low < 0 or (vocab is not None and high >= vocab):
+            limit = f"0..{vocab - 1}" if vocab is not None else ">= 0"
+            raise MaskvizError(
+                f"The data for input '{shown}' holds token ids outside the vocabulary. "
+                f"Received ids from {low} to {high}; expected ids in {limit}."
+            )
+
+
+def _vocabulary_size(model: Any, inp: ModelInput, ki: Any) -> int | None:
+    """The vocabulary size of the layers an input feeds (`input_dim` and the like)."""
+    tensors = ki.model_input_tensors(model) or []
+    sizes = []
+    for t in tensors:
+        if getattr(t, "name", None) != inp.name:
+            continue
+        for c in _unwrap(_consumers(model, t, ki)):
+            for attr in ("input_dim", "vocabulary_size", "num_tokens"):
+                value = getattr(c, attr, None)
+                if isinstance(value, int) and value > 0:
+                    sizes.append(value)
+                    break
+    return min(sizes) if sizes else None

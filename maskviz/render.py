@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from .errors import MaskvizError
+from .errors import MaskvizError, cut, escape
 from .graph import MASK_STATES, worst_state
 
 FORMATS = (".svg", ".png", ".pdf", ".dot")
@@ -352,8 +352,39 @@ def _fmt_mask(shape: Any, kept: float | None = None) -> str:
     return _fmt_shape(shape) + ("" if kept is None else f" {kept:.0%} kept")
 
 
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+NAME_LIMIT = 80  # characters of a name, class or message drawn in a label
+
+
+def _e(text: Any, limit: int = NAME_LIMIT) -> str:
+    """`text` for an HTML-like label: cut to `limit` characters (a megabyte layer name
+    must not reach graphviz), control characters escaped, HTML special characters too."""
+    text = html.escape(cut(str(text), limit), quote=True)
+    return text or "&#160;"  # graphviz rejects an empty <B></B>
+
+
+def _safe_ids(graph: Any) -> Any:
+    """`graph` with node ids graphviz can take: an id that is empty, very long or holds
+    control characters (taken from a layer name) becomes its cut, escaped form plus a checksum,
+    so that distinct ids stay distinct and the output stays deterministic."""
+    import zlib
+
+    def safe(n: Any) -> Any:
+        if not isinstance(n, str) or (n and len(n) <= 200 and escape(n) == n):
+            return n
+        return f"{cut(n, 120) or '(unnamed)'}~{zlib.crc32(n.encode('utf-8', 'replace')):08x}"
+
+    mapping = {n: safe(n) for n in graph.nodes if safe(n) != n}
+    if not mapping:
+        return graph
+    import networkx as nx
+
+    out = nx.relabel_nodes(graph, mapping, copy=True)
+    for _, d in out.nodes(data=True):
+        if d.get("parent") in mapping:
+            d["parent"] = mapping[d["parent"]]
+    out.graph = dict(graph.graph)
+    out.graph["name"] = cut(str(graph.graph.get("name") or "model"), NAME_LIMIT)
+    return out
 
 
 def _badges(findings: list[dict[str, Any]]) -> str:
@@ -564,8 +595,9 @@ def to_agraph(graph: Any, *, depth: int | None = None) -> Any:
 
     if depth is not None and depth < 0:
         raise MaskvizError(f"`depth` must be >= 0 or None. Received: depth={depth}")
+    graph = _safe_ids(graph)
     view = _View(graph, depth)
-    name = str(graph.graph.get("name") or "model")
+    name = cut(str(graph.graph.get("name") or "model"), NAME_LIMIT)
     a = pygraphviz.AGraph(directed=True, strict=False, name=name)
     a.graph_attr.update(
         rankdir="TB",
@@ -576,7 +608,7 @@ def to_agraph(graph: Any, *, depth: int | None = None) -> Any:
         fontname=FONT,
         fontsize="10",
         labeljust="l",
-        label=_e(_title(graph, depth)),
+        label=_e(_title(graph, depth), 400),
         labelloc="t",
     )
     a.node_attr.update(fontname=FONT, fontsize="11", margin="0.08,0.04")
@@ -591,7 +623,7 @@ def to_agraph(graph: Any, *, depth: int | None = None) -> Any:
             d = view.data(n)
             sg = host.add_subgraph(name=f"cluster_{n}")
             sg.graph_attr.update(
-                label=f"{d['path']} ({d['class_name']})",
+                label=f"{cut(d['path'], NAME_LIMIT)} ({cut(d['class_name'], NAME_LIMIT)})",
                 style="rounded,filled",
                 fillcolor="#f7f9fa" if d["depth"] % 2 == 0 else "#eceff1",
                 color="#90a4ae",
@@ -656,7 +688,7 @@ def _proxy_fanout(a: Any, view: _View, edges: _Edges) -> None:
                 fillcolor="#fffde7",
                 color="#9e9e9e",
                 fontsize="9",
-                label=view.data(u)["name"],
+                label=cut(view.data(u)["name"], NAME_LIMIT),
             )
             renamed[(u, v)] = (proxy, v)
     if renamed:

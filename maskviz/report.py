@@ -6,6 +6,25 @@ import io
 import json
 from typing import Any
 
+from .errors import cut, escape
+
+NAME_LIMIT = 60  # characters of a layer name or class shown in the text report
+TEXT_LIMIT = 2000  # characters of a finding's message (names inside it are not cut)
+
+
+def _name(text: Any, limit: int = NAME_LIMIT) -> str:
+    """A name for the report: control characters escaped, cut in the middle when long.
+    Cut before rich sees it: rich's table layout slows down badly on megabyte cells."""
+    return cut(str(text), limit)
+
+
+def _clip(text: Any, limit: int = TEXT_LIMIT) -> str:
+    """A message for the report: control characters other than line feeds escaped, cut
+    when longer than `limit`."""
+    text = str(text)
+    return cut(text, limit) if len(text) > limit else escape(text, keep_newlines=True)
+
+
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 ROLE_STYLE = {
     "generator": "green",
@@ -42,7 +61,7 @@ def call_rows(report: Any) -> list[tuple[str, ...]]:
             got = [m for m in c.received_mask if m is not None]
             received = _mask(got[0]) + (f" +{len(got) - 1}" if len(got) > 1 else "")
         # A tree: each call under the container it ran in (listed just above it).
-        path = "  " * c.depth + c.id.rsplit("/", 1)[-1]
+        path = "  " * c.depth + _name(c.id.rsplit("/", 1)[-1])
         path += f" (x{c.steps})" if c.steps > 1 else ""
         if not c.observed:
             path += " *"
@@ -53,7 +72,7 @@ def call_rows(report: Any) -> list[tuple[str, ...]]:
         rows.append(
             (
                 path,
-                f"ops.{c.class_name}" if c.kind == "op" else c.class_name,
+                _name(f"ops.{c.class_name}" if c.kind == "op" else c.class_name),
                 in_mask,
                 received,
                 _shape(c.outputs[0].shape) if c.outputs else ("failed" if c.error else "-"),
@@ -84,14 +103,17 @@ def render_text(report: Any, *, width: int = 120, color: bool = False) -> str:
     t = report.trace
     console.print(
         Text(
-            f"maskviz: model '{t.model_name}' ({t.model_class}), keras {t.keras_version} "
+            f"maskviz: model '{_name(t.model_name)}' ({_name(t.model_class)}), "
+            f"keras {t.keras_version} "
             f"({t.backend}), {len(t.calls)} calls",
             style="bold",
         )
     )
     probe = report.probe
     if probe is not None:
-        desc = ", ".join(f"{i.name} {_shape(i.shape)} {i.dtype} [{i.kind}]" for i in probe.inputs)
+        desc = ", ".join(
+            f"{_name(i.name)} {_shape(i.shape)} {i.dtype} [{i.kind}]" for i in probe.inputs
+        )
         console.print(f"inputs: {desc}" + (" (from --data)" if probe.from_data else ""))
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     rows = call_rows(report)
@@ -107,11 +129,13 @@ def render_text(report: Any, *, width: int = 120, color: bool = False) -> str:
     if any(not c.observed for c in t.calls):
         console.print("* from the symbolic graph only (the forward pass stopped before it)")
     for o in t.outputs:
-        console.print(f"output '{o.name}' <- {o.source}: {_shape(o.shape)} mask {_mask(o.mask)}")
+        console.print(
+            f"output '{_name(o.name)}' <- {_name(o.source)}: {_shape(o.shape)} mask {_mask(o.mask)}"
+        )
     oracle = report.oracle
     if oracle is not None and hasattr(oracle, "summary_lines"):
         for line in oracle.summary_lines():
-            console.print(line)
+            console.print(_clip(line))
     console.print()
     if not report.findings:
         console.print(Text("No findings.", style="bold green" if color else ""))
@@ -119,13 +143,13 @@ def render_text(report: Any, *, width: int = 120, color: bool = False) -> str:
         head = Text()
         head.append(f"{f.rule} ", style="bold")
         head.append(f"[{f.severity.value}]", style=SEVERITY_STYLE.get(f.severity.value, ""))
-        head.append(f" {f.name} at {f.path or f.layer or '<model>'}")
+        head.append(f" {f.name} at {_name(f.path or f.layer or '<model>', 200)}")
         console.print(head)
-        console.print(f"  {f.message}")
+        console.print(f"  {_clip(f.message)}")
         if f.suggestion:
-            console.print(f"  suggestion: {f.suggestion}")
+            console.print(f"  suggestion: {_clip(f.suggestion)}")
         if f.fix is not None:
-            console.print(f"  fix: {f.fix.applicability.value}: {f.fix.description}")
+            console.print(f"  fix: {f.fix.applicability.value}: {_clip(f.fix.description)}")
     counts = {}
     for f in report.findings:
         counts[f.severity.value] = counts.get(f.severity.value, 0) + 1

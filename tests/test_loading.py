@@ -446,11 +446,25 @@ def test_custom_objects_file_is_imported_once(files):
     assert first["Halver"] is second["Halver"]
 
 
-def test_installed_package_named_by_the_file_is_imported(site_dir, monkeypatch):
+def test_installed_package_named_by_the_file_is_not_imported_without_a_flag(site_dir, monkeypatch):
     site, _ = site_dir
     monkeypatch.syspath_prepend(str(site))
     assert INSTALLED_PKG not in sys.modules
-    model = load_model(site / f"{INSTALLED_PKG}.keras")
+    with pytest.raises(MaskvizError) as excinfo:
+        load_model(site / f"{INSTALLED_PKG}.keras")
+    message = _one_line_error(excinfo)
+    assert f"--allow-import {INSTALLED_PKG}" in message and "--custom-objects" in message
+    assert "--unsafe" in message
+    assert INSTALLED_PKG not in sys.modules
+
+
+@pytest.mark.parametrize("how", ["allow_imports", "unsafe"])
+def test_installed_package_is_imported_when_allowed(site_dir, monkeypatch, how):
+    site, _ = site_dir
+    monkeypatch.syspath_prepend(str(site))
+    assert INSTALLED_PKG not in sys.modules
+    kwargs = {"allow_imports": [INSTALLED_PKG]} if how == "allow_imports" else {"unsafe": True}
+    model = load_model(site / f"{INSTALLED_PKG}.keras", **kwargs)
     assert INSTALLED_PKG in sys.modules
     np.testing.assert_allclose(np.asarray(model(FEATURES)), FEATURES * 3.0)
 
@@ -492,3 +506,23 @@ def test_mask_warnings_silenced_during_load():
         warnings.simplefilter("always")
         load_model(path)
     assert not [w for w in ours if issubclass(w.category, UserWarning)]
+
+
+def test_string_input_model_is_inspected_with_vocabulary_words(tmp_path):
+    """StringLookup -> Embedding -> LSTM runs in Keras; maskviz probes it with words from
+    the lookup's vocabulary, padded with its mask token, instead of failing on the dtype."""
+    import maskviz
+
+    vocabulary = ["the", "cat", "sat", "on", "mat"]
+    words = keras.Input((None,), dtype="string", name="words")
+    ids = keras.layers.StringLookup(vocabulary=vocabulary, mask_token="", name="lookup")(words)
+    x = keras.layers.Embedding(len(vocabulary) + 2, 4, mask_zero=True, name="embedding")(ids)
+    keras.Model(words, keras.layers.LSTM(3, name="lstm")(x)).save(tmp_path / "words.keras")
+    model = load_model(tmp_path / "words.keras")
+    report = maskviz.inspect(model)
+    assert report.trace.error is None
+    values = np.asarray(report.probe.values["words"]).astype(str)
+    keep = report.probe.keep["words"]
+    assert set(values[keep]) <= set(vocabulary) and set(values[~keep]) == {""}
+    embedding = next(c for c in report.trace.calls if c.id.endswith("embedding"))
+    assert embedding.outputs[0].mask is not None  # the padding became a mask

@@ -68,19 +68,25 @@ def run_trace(model: Any, model_inputs: Sequence[ModelInput], feed: Any) -> Trac
         model_inputs: the inputs' descriptions (names in the order of `feed`).
         feed: what to pass to `model(...)`: an array, a list, or a dict.
 
-    The model is left exactly as it was: every wrapper is removed, even on error.
+    The model is left exactly as it was: every wrapper is removed and every variable
+    restored, even on error or `KeyboardInterrupt`.
+
+    Raises:
+        MaskvizError: when called from inside a model that maskviz is running.
     """
     import keras
 
     from .. import _keras_internals as ki
 
-    tracer = Tracer(
-        model,
-        [i.name for i in model_inputs],
-        mask_inputs=[i.name for i in model_inputs if i.kind == "mask"],
-    )
     root_error = None
-    with ki.silence_mask_warnings():
+    # One run at a time (a lock), never nested, from and back to the model's own state
+    # (weights, RNN states): see `ki.instrumented_run`.
+    with ki.instrumented_run(model), ki.silence_mask_warnings():
+        tracer = Tracer(
+            model,
+            [i.name for i in model_inputs],
+            mask_inputs=[i.name for i in model_inputs if i.kind == "mask"],
+        )
         with (
             ki.patched_instance_calls(tracer.layers, tracer.make_call),
             ki.patched_input_standardization(tracer.layers, tracer.on_standardized_inputs),
