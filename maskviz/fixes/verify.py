@@ -401,7 +401,7 @@ def padding_invariance(model: Any, probe: Any) -> tuple[Invariance, ...]:
         worst = 0.0
         for x, y in zip(a, b):
             for r_a, r_b in rows:
-                start_a, n_real = layout[r_a][0], layout[r_a][1]
+                n_real = layout[r_a][1]
                 xa, yb = x[r_a], y[r_b]
                 if x.ndim >= 2 and x.shape[1] == time and y.ndim >= 2:
                     sa, sb = starts_a[r_a], starts_b[r_b]
