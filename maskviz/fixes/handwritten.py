@@ -46,12 +46,25 @@ class CodeChange:
         return head + self.description + "\n" + body.rstrip("\n")
 
 
-def _copy_model(model: Any, probe: Any) -> Any:
-    """A fresh instance of the model's class with the same weights."""
+def _copy_model(model: Any, probe: Any, chain: list[str], twin: Any) -> Any:
+    """A fresh instance of the model's class, with `twin` in place of the layer at
+    attribute `chain`, and every other layer's weights copied from `model`."""
+    from .. import _keras_internals as ki
+
     try:
         copy = type(model).from_config(model.get_config())
+        owner, attr = _follow(copy, chain)
+        setattr(owner, attr, twin)  # before the copy is built: Keras locks state then
         copy(probe.feed(), training=False)
-        copy.set_weights(model.get_weights())
+        for name, layer in vars(model).items():
+            if not ki.is_layer(layer) or (len(chain) == 1 and name == chain[0]):
+                continue
+            mine = getattr(copy, name, None)
+            if ki.is_layer(mine) and mine is not twin:
+                if len(chain) > 1 and name == chain[0]:
+                    _copy_nested(layer, mine, chain[1:], twin)
+                else:
+                    mine.set_weights(layer.get_weights())
     except Exception as e:
         raise MaskvizError(
             f"cannot copy subclassed model '{model.name}' to verify a repair on it: "
@@ -60,13 +73,28 @@ def _copy_model(model: Any, probe: Any) -> Any:
     return copy
 
 
-def _owner_and_attr(model: Any, path: str) -> tuple[Any, str] | None:
-    """The object and attribute name that hold the layer at `path`."""
+def _copy_nested(original: Any, copy: Any, chain: list[str], twin: Any) -> None:
+    from .. import _keras_internals as ki
+
+    for name, layer in vars(original).items():
+        if not ki.is_layer(layer) or (len(chain) == 1 and name == chain[0]):
+            continue
+        mine = getattr(copy, name, None)
+        if ki.is_layer(mine) and mine is not twin:
+            if len(chain) > 1 and name == chain[0]:
+                _copy_nested(layer, mine, chain[1:], twin)
+            else:
+                mine.set_weights(layer.get_weights())
+
+
+def _attr_chain(model: Any, path: str) -> list[str] | None:
+    """The attribute names that lead from `model` to the layer at `path`
+    (`["decoder"]` for `model.decoder`), or `None`."""
     from .. import _keras_internals as ki
 
     owner = model
-    parts = path.split("/")
-    for i, part in enumerate(parts):
+    chain: list[str] = []
+    for part in path.split("/"):
         found = None
         for attr, value in vars(owner).items():
             if ki.is_layer(value) and getattr(value, "name", None) == part:
@@ -74,10 +102,16 @@ def _owner_and_attr(model: Any, path: str) -> tuple[Any, str] | None:
                 break
         if found is None:
             return None
-        if i == len(parts) - 1:
-            return owner, found[0]
+        chain.append(found[0])
         owner = found[1]
-    return None
+    return chain
+
+
+def _follow(model: Any, chain: list[str]) -> tuple[Any, str]:
+    owner = model
+    for attr in chain[:-1]:
+        owner = getattr(owner, attr)
+    return owner, chain[-1]
 
 
 def _diff_for(owner: Any, attr: str, twin: str) -> str:
@@ -123,22 +157,21 @@ def patch_subclassed(report: Any, *, unsafe_fixes: bool = False) -> Any:
                     )
                 )
                 continue
-            copy = _copy_model(model, report.probe)
-            held = _owner_and_attr(copy, cand.site)
-            if held is None:
+            chain = _attr_chain(model, cand.site)
+            if chain is None:
                 state.attempts.append(
                     Attempt(finding, cand, "not applicable", "no attribute holds that layer")
                 )
                 continue
-            owner, attr = held
-            twin = cand.replace(getattr(owner, attr))
-            setattr(owner, attr, twin)
+            original_owner, attr = _follow(model, chain)
+            twin = cand.replace(getattr(original_owner, attr))
+            copy = _copy_model(model, report.probe, chain, twin)
+            owner = _follow(copy, chain)[0]
             verdict = evaluate(model, copy, report, [finding], invariance)
             if verdict.passed or (verdict.unsafe and unsafe_fixes):
                 state.attempts.append(Attempt(finding, cand, "kept", "", verdict.max_diff))
                 state.kept.append(cand)
                 state.targets[(finding.rule, finding.path)] = cand
-                original_owner, _ = _owner_and_attr(model, cand.site) or (owner, attr)
                 diff = _diff_for(original_owner, attr, cand.twin)
                 snippet = (
                     ""

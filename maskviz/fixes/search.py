@@ -226,6 +226,9 @@ def search(report: Any, *, unsafe_fixes: bool = False) -> tuple[_State, Any]:
             follow = _follow_up(report, state, current, finding, cand, verdict, invariance)
             if follow is not None:
                 pair, verdict2, second = follow
+                state.attempts[-1] = Attempt(
+                    finding, cand, "kept", "kept with the next candidate", verdict2.max_diff
+                )
                 state.attempts.append(
                     Attempt(
                         second,

@@ -469,6 +469,71 @@ def _compare_row(
     return worst
 
 
+def content_sensitivity(model: Any, probe: Any) -> frozenset[tuple[int, int]] | None:
+    """The (row, step) pairs of real steps in padded rows whose value reaches an
+    output: each is perturbed alone (a token id moved to another id, a frame
+    shifted) in one batched run, and kept when an output at a real position
+    changes. A repair may remove what padding does, never what real data does;
+    a mask put back on misaligned steps (a layer that reverses or shifts time)
+    silences real steps. `None` when not measurable."""
+    keeps = {k: np.asarray(v, bool) for k, v in probe.keep.items() if v is not None}
+    if not keeps:
+        return None
+    name, keep = next(iter(keeps.items()))
+    values = {i.name: np.asarray(probe.values[i.name]) for i in probe.inputs}
+    kind = {i.name: i.kind for i in probe.inputs}[name]
+    x = values[name]
+    pairs = [
+        (r, t) for r in range(keep.shape[0]) if not keep[r].all() for t in np.flatnonzero(keep[r])
+    ]
+    if not pairs or kind == "mask":
+        return None
+    rows = [r for r, _ in pairs]
+    batch = {n: v[rows] if v.shape[:1] == x.shape[:1] else v for n, v in values.items()}
+    perturbed = batch[name].copy()
+    for i, (_, t) in enumerate(pairs):
+        if kind == "tokens":
+            high = max(int(x.max()), 2)
+            step = perturbed[i, t]
+            perturbed[i, t] = np.where(step != 0, 1 + (step % high), step)
+        else:
+            perturbed[i, t] = perturbed[i, t] + 1.5
+    batch[name] = perturbed
+    base_rows = {n: v[rows] if v.shape[:1] == x.shape[:1] else v for n, v in values.items()}
+    try:
+        a = outputs(model, probe.feed(base_rows))
+        b = outputs(model, probe.feed(batch))
+    except Exception:
+        return None
+    time = keep.shape[1]
+    found = set()
+    for i, (r, t) in enumerate(pairs):
+        for xa, xb in zip(a, b):
+            ya, yb = xa[i], xb[i]
+            if xa.ndim >= 2 and xa.shape[1] == time:
+                ya, yb = ya[keep[r]], yb[keep[r]]
+            if ya.size and np.max(np.abs(ya.astype("float64") - yb.astype("float64"))) > 1e-5:
+                found.add((int(r), int(t)))
+                break
+    return frozenset(found)
+
+
+def compare_sensitivity(before: frozenset | None, after: frozenset | None) -> Check:
+    name = "real steps still reach the outputs"
+    if before is None or after is None:
+        return Check(name, None, "not measurable on this probe")
+    lost = sorted(before - after)
+    if lost:
+        shown = ", ".join(f"row {r} step {t}" for r, t in lost[:4])
+        return Check(
+            name,
+            False,
+            f"{len(lost)} real step(s) no longer reach any output ({shown}): the mask is "
+            "not aligned with the steps it masks",
+        )
+    return Check(name, True, f"{len(after)} real steps of padded rows reach the outputs")
+
+
 def compare_invariance(
     before: Sequence[Invariance], after: Sequence[Invariance]
 ) -> tuple[Check, tuple[Invariance, ...]]:
@@ -603,7 +668,11 @@ def evaluate(
     inv_check, inv = compare_invariance(
         baseline_invariance, padding_invariance(candidate_model, current.probe)
     )
-    checks = (runs, gone, new, same, inv_check)
+    sensitive = compare_sensitivity(
+        content_sensitivity(original, current.probe),
+        content_sensitivity(candidate_model, current.probe),
+    )
+    checks = (runs, gone, new, same, inv_check, sensitive)
     failed = [c for c in checks if c.passed is False]
     return Verdict(
         passed=not failed,
