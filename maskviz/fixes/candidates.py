@@ -470,3 +470,26 @@ def candidates_for(finding: Any, model: Any, trace: Any) -> list[Candidate]:
                 seen.add(cand)
                 out.append(cand)
     return out
+
+
+def downstream_candidates(model: Any, site: str, trace: Any, limit: int = UPSTREAM_SITES) -> list:
+    """Candidates at the calls downstream of `site` in `trace` (nearest first): where
+    a repair's new mask goes next, for a repair that needs a partner (a wrapper
+    downstream that hands the repaired mask on unchanged)."""
+    from ..rules import iter_downstream
+
+    by_path = layers_by_path(model)
+    start = next((c for c in trace.calls if c.path == site), None)
+    if start is None:
+        return []
+    out: list[Candidate] = []
+    seen = 0
+    for call in iter_downstream(trace, start.id):
+        layer = by_path.get(call.path)
+        if layer is None or call.call_index:
+            continue
+        seen += 1
+        if seen > limit:
+            break
+        out.extend(c for c in propose(Site(call.path, layer, call)) if c not in out)
+    return out

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import MaskvizError
 from ..findings import Finding, Severity
-from .candidates import Candidate, candidates_for
+from .candidates import Candidate, candidates_for, downstream_candidates
 from .verify import (
     Check,
     Invariance,
@@ -240,7 +240,8 @@ def search(report: Any, *, unsafe_fixes: bool = False) -> tuple[_State, Any]:
                 )
                 state.kept.extend(pair)
                 state.targets[_key(finding)] = pair[0]
-                state.targets.setdefault(_key(second), pair[1])
+                if second is not finding:
+                    state.targets.setdefault(_key(second), pair[1])
                 current = verdict2.after
                 invariance = verdict2.invariance
                 won = True
@@ -265,18 +266,25 @@ def _follow_up(
     is kept only when it passes every check for both findings."""
     if verdict.after is None:
         return None
-    appeared = new_errors(current, verdict.after)
-    if not appeared:
-        return None
-    second = appeared[0]
     model = report.model
+    appeared = new_errors(current, verdict.after)
+    if appeared:
+        second = appeared[0]
+        partners = candidates_for(second, model, verdict.after.trace)
+    elif next(c for c in verdict.checks if c.name == "finding gone").passed:
+        # It repaired its finding but broke something downstream of it.
+        second = finding
+        partners = downstream_candidates(model, cand.site, verdict.after.trace)
+    else:
+        return None
     changed = {(c.site, c.call_index) for c in [*state.kept, cand]}
-    for cand2 in candidates_for(second, model, verdict.after.trace):
+    for cand2 in partners:
         if (cand2.site, cand2.call_index) in changed:
             continue
         try:
             trial = build_candidate_model(model, [*state.kept, cand, cand2], report.trace)
-            verdict2 = evaluate(model, trial, current, [finding, second], invariance)
+            targets = [finding] if second is finding else [finding, second]
+            verdict2 = evaluate(model, trial, current, targets, invariance)
         except (PatchError, MaskvizError):
             continue
         if verdict2.passed:
