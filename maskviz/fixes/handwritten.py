@@ -165,7 +165,11 @@ def patch_subclassed(report: Any, *, unsafe_fixes: bool = False) -> Any:
                 continue
             original_owner, attr = _follow(model, chain)
             twin = cand.replace(getattr(original_owner, attr))
-            copy = _copy_model(model, report.probe, chain, twin)
+            try:
+                copy = _copy_model(model, report.probe, chain, twin)
+            except MaskvizError as e:
+                state.attempts.append(Attempt(finding, cand, "not applicable", str(e)))
+                continue
             owner = _follow(copy, chain)[0]
             verdict = evaluate(model, copy, report, [finding], invariance)
             if verdict.passed or (verdict.unsafe and unsafe_fixes):
