@@ -43,10 +43,10 @@ NOT_FOUND = {
 }
 # Bug classes found, for which no candidate verifies: name -> why.
 NO_VERIFIED_FIX = {
-    "reversed_time_custom_layer": (
-        "the layer reverses time: putting the incoming mask back on its output "
-        "misaligns it (real steps stop reaching the output), and no candidate reverses "
-        "the mask"
+    "reversed_time_weighted_layer": (
+        "a layer with weights reverses time: putting the incoming mask back on its "
+        "output misaligns it (real steps stop reaching the output), and the mask cannot "
+        "be passed through a layer with weights; the weightless reversal is fixed"
     ),
 }
 SUBCLASSED = ("subclassed_rnn_initial_state",)
@@ -224,7 +224,7 @@ def test_op_between_layers_is_rewritten(fixed):
 
 
 def test_no_candidate_passed_writes_nothing(tmp_path):
-    model, data = zb.build("reversed_time_custom_layer")
+    model, data = zb.build("reversed_time_weighted_layer")
     out = tmp_path / "reversed.keras"
     result = fix_model_file(model, str(out))
     assert result.status == "failed" and not result.written and not out.exists()
@@ -235,7 +235,7 @@ def test_no_candidate_passed_writes_nothing(tmp_path):
 
 def test_cli_exit_codes(tmp_path):
     runner = CliRunner()
-    model, data = zb.build("reversed_time_custom_layer")
+    model, data = zb.build("reversed_time_weighted_layer")
     src = tmp_path / "reversed.keras"
     model.save(src)
     out = tmp_path / "out.keras"

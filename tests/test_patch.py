@@ -217,10 +217,14 @@ def test_flatten_after_embedding_is_repaired(tmp_path):
 
 @keras.saving.register_keras_serializable(package="maskviz_test_patch")
 class PreviousStep(keras.layers.Layer):
-    """Not per step: each output step is the previous input step (a shift in time)."""
+    """Not per step: each output step is the previous input step, scaled (a shift in
+    time by a layer with weights, so the mask cannot be passed through it)."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones")
 
     def call(self, x):
-        return keras.ops.pad(x[:, :-1], [[0, 0], [1, 0], [0, 0]])
+        return keras.ops.pad(x[:, :-1], [[0, 0], [1, 0], [0, 0]]) * self.scale
 
 
 def test_failed_verification_writes_nothing(tmp_path):

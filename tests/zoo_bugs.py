@@ -315,6 +315,25 @@ class Reverse(keras.layers.Layer):
         return ops.flip(x, axis=1)
 
 
+@keras.saving.register_keras_serializable(package="maskviz_zoo_bugs")
+class ReverseScale(keras.layers.Layer):
+    """Reverses the time axis and scales the features (a layer with weights)."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return ops.flip(x, axis=1) * self.scale
+
+
+def reversed_time_weighted_layer():
+    i = keras.Input((T,), dtype="int32", name="tokens")
+    x = L.Embedding(20, 4, mask_zero=True, name="emb")(i)
+    x = ReverseScale(name="reverse_scale")(x)
+    x = L.LSTM(4, name="lstm")(x)
+    return keras.Model(i, L.Dense(1, name="head")(x)), {"tokens": tokens()}
+
+
 def reversed_time_custom_layer():
     i = keras.Input((T,), dtype="int32", name="tokens")
     x = L.Embedding(20, 4, mask_zero=True, name="emb")(i)
@@ -349,6 +368,7 @@ BUGS = (
     "dot_similarity",
     "average_pooling_then_gru",
     "reversed_time_custom_layer",
+    "reversed_time_weighted_layer",
     "subclassed_rnn_initial_state",
 )
 

@@ -185,10 +185,14 @@ class ZeroThenRemask(Candidate):
     the output keeps the time axis (same length)."""
 
     remask: bool = True
+    carry: bool = False
     kind: ClassVar[str] = "zero-padded"
 
     def describe(self) -> str:
-        tail = ", then put the mask back on its output" if self.remask else ""
+        if self.carry:
+            tail = ", and mask its output with the mask passed through the same layer"
+        else:
+            tail = ", then put the mask back on its output" if self.remask else ""
         return f"zero the padded steps before `{self.site}`{tail}"
 
     def call(self, invoke: Invoke, args: tuple, kwargs: dict) -> Any:
@@ -208,7 +212,7 @@ class ZeroThenRemask(Candidate):
         outs = _tensors(out)
         if len(outs) != 1 or len(outs[0].shape) < 2:
             raise NotApplicable(f"`{self.site}` has no single output with a time axis")
-        if outs[0].shape[1] != seq.shape[1]:
+        if self.carry or outs[0].shape[1] != seq.shape[1]:
             mask = _carried_mask(invoke, args, kwargs, seq, mask, self.site)
         return ApplyMask(name=f"{name}_mask")(out, mask=mask)
 
@@ -388,6 +392,10 @@ def propose(site: Site) -> list[Candidate]:
         out.append(ZeroThenRemask(site.path, index, remask=True))
         if keeps_time:
             out.append(Remask(site.path, index))
+            if not site.is_op and not site.layer.weights:
+                # A weightless layer that moves steps (a reversal, a shift): the mask
+                # goes through the same layer, so it stays aligned with its steps.
+                out.append(ZeroThenRemask(site.path, index, remask=True, carry=True))
         else:  # the time axis is gone or changed: zero the padding, mask what is left
             out.append(ZeroThenRemask(site.path, index, remask=False))
     return out
