@@ -43,6 +43,8 @@ from .verify import (
 FIXED, LEFT, NEW = "fixed", "left", "new"
 # Safety cap on search rounds (each round keeps a candidate or gives up a finding).
 MAX_ROUNDS = 24
+# Budget of candidate attempts per search (each is a rebuild plus an inspection).
+MAX_ATTEMPTS = 80
 
 
 # --------------------------------------------------------------------------- results
@@ -171,6 +173,7 @@ class _State:
     kept: list[Candidate] = field(default_factory=list)
     targets: dict[tuple[str, str], Candidate] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
+    budget_spent: bool = False
 
 
 def search(report: Any, *, unsafe_fixes: bool = False) -> tuple[_State, Any]:
@@ -186,6 +189,9 @@ def search(report: Any, *, unsafe_fixes: bool = False) -> tuple[_State, Any]:
         if not pending:
             break
         finding = pending[0]
+        if len(state.attempts) >= MAX_ATTEMPTS:
+            state.budget_spent = True
+            break
         changed = {(c.site, c.call_index) for c in state.kept}
         won = False
         for cand in candidates_for(finding, model, current.trace):
@@ -399,6 +405,8 @@ def patch_model(report: Any, *, unsafe_fixes: bool = False) -> PatchResult:
     if not state.kept:
         status = "failed" if state.attempts else "no applicable fix"
         reasons = _reasons(state)
+        if state.budget_spent:
+            reasons = f"search stopped after {MAX_ATTEMPTS} attempts; " + reasons
         return PatchResult(
             before=report,
             rows=_rows(report, None, state),
