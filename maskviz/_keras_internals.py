@@ -428,3 +428,15 @@ def silence_mask_warnings() -> contextlib.AbstractContextManager:
             return cm.__exit__(*exc)
 
     return _Ctx()
+
+
+def reduction_of(op: Any) -> tuple[str, Any, bool] | None:
+    """`(kind, axis, keepdims)` when `op` is a `keras.ops` mean/sum/max/min node of
+    a Functional graph (its class and attributes are private to Keras), else `None`."""
+    from keras.src.ops import numpy as knp
+
+    for kind, cls in (("mean", "Mean"), ("sum", "Sum"), ("max", "Max"), ("min", "Min")):
+        c = getattr(knp, cls, None)
+        if c is not None and isinstance(op, c):
+            return kind, getattr(op, "axis", None), bool(getattr(op, "keepdims", False))
+    return None

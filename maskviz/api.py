@@ -35,6 +35,7 @@ class Report:
     model: Any = field(default=None, repr=False, compare=False)
     seed: int = field(default=0, repr=False, compare=False)
     mask_inputs: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
+    loss: Any = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------ queries
     @property
@@ -97,8 +98,8 @@ class Report:
         return render_file(self.graph, path, depth=depth)
 
     def patch(self, **kwargs: Any) -> Any:
-        """Applies the findings' fixes; see `maskviz.patch.patch_model`."""
-        from .patch import patch_model
+        """Searches verified repairs for the findings; see `maskviz.fixes.patch_model`."""
+        from .fixes import patch_model
 
         return patch_model(self, **kwargs)
 
@@ -127,6 +128,7 @@ def inspect(
     mask_inputs: Mapping[str, str] | None = None,
     seed: int = 0,
     select: Sequence[str] | None = None,
+    loss: Any = None,
 ) -> Report:
     """Traces `model` on a probe batch, runs the rules, and returns a `Report`.
 
@@ -138,6 +140,12 @@ def inspect(
         mask_inputs: explicit mask inputs, `{"padding_mask": "token_ids"}`.
         seed: seed of the probe and the oracle's noise.
         select: rule ids to run (default: all).
+        loss: the loss the model trains with (a Keras loss name such as
+            `"sparse_categorical_crossentropy"`, or a loss object), for checks of
+            what padding does to the loss. Default: the model's compiled loss. It is
+            kept on the report (`report.loss`) and handed to the oracle's loss
+            checks where the oracle has them; `maskviz fix` re-inspects each
+            candidate with it.
 
     Returns:
         A `Report`. The model is left exactly as it was.
@@ -186,4 +194,5 @@ def inspect(
         model=model,
         seed=seed,
         mask_inputs=dict(mask_inputs) if mask_inputs else None,
+        loss=loss,
     )

@@ -217,8 +217,20 @@ def inspect(
 def fix(
     path: Annotated[Path, typer.Argument(help="A .keras or .h5 model file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the fixed model.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Samples (.npz, keys = input names) to use instead of the probe."),
+    ] = None,
+    mask_input: Annotated[
+        list[str] | None,
+        typer.Option(help="An explicit mask input and the input it masks: MASK=DATA (repeatable)."),
+    ] = None,
+    loss: Annotated[
+        str | None,
+        typer.Option(help="The loss the model trains with (a Keras loss name)."),
+    ] = None,
     unsafe_fixes: Annotated[
-        bool, typer.Option(help="Also apply fixes that may change outputs on unpadded rows.")
+        bool, typer.Option(help="Also keep repairs that change outputs on unpadded rows.")
     ] = False,
     custom_objects: Annotated[
         list[str] | None,
@@ -231,13 +243,34 @@ def fix(
         bool, typer.Option(help="Write the model even when nothing was fixed.")
     ] = False,
 ) -> None:
-    """Apply the findings' fixes, save the model, and re-verify it."""
+    """Search verified repairs for the findings, save the repaired model, re-verify it."""
+    pairs = _parse_mask_inputs(mask_input)
+    if data is not None and not data.is_file():
+        raise _fail(f"The --data file does not exist. Received: --data {str(data)!r}.")
     model = _load(path, custom_objects, unsafe)
     from .errors import MaskvizError
-    from .patch import fix_model_file
+    from .fixes import fix_model_file
 
+    if loss is not None:
+        import keras
+
+        try:
+            keras.losses.get(loss)
+        except (ValueError, TypeError):
+            raise _fail(
+                f"Unknown loss. Received: --loss {loss!r}. Expected a Keras loss name such "
+                "as `sparse_categorical_crossentropy`."
+            ) from None
     try:
-        result = fix_model_file(model, str(output), unsafe_fixes=unsafe_fixes, force=force)
+        result = fix_model_file(
+            model,
+            str(output),
+            unsafe_fixes=unsafe_fixes,
+            force=force,
+            data=str(data) if data else None,
+            mask_inputs=pairs or None,
+            loss=loss,
+        )
     except MaskvizError as e:
         raise _fail(str(e)) from None
     typer.echo(result.to_text(), nl=False)

@@ -7,8 +7,7 @@ This module is pure Python (no Keras import), so `maskviz explain` and
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -38,26 +37,30 @@ class Applicability(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class MaskOf:
+    """A typed fact: the mask that the call's input `arg` carries (e.g. `"sequences"`)."""
+
+    arg: str
+
+
+@dataclass(frozen=True)
 class Fix:
-    """A fix for one finding.
+    """What a finding asks to repair.
+
+    A rule states *what* to repair; `maskviz.fixes` derives the candidate repairs
+    from the trace (which call, which mask, which input) and measures each one, so
+    the safety that counts is the measured one (`maskviz fix`).
 
     Attributes:
-        applicability: how safe the fix is.
-        description: one line saying what the fix does.
-        replace: for mechanical fixes, a `clone_function`-style callable taking the
-            original layer and returning its replacement (or `None` to keep it).
-            `patch.py` combines these into one `clone_function`.
-        call_kwargs: for call-level fixes (e.g. pass `mask=` explicitly), the keyword
-            arguments to add when the layer is called while the model is rebuilt.
-        target: the path of the layer `replace` applies to, when it is not the
-            finding's own layer (MV103 replaces the `Masking` that made the mask).
+        applicability: the expected safety (`display-only` is never applied).
+        description: one line saying what the repair does.
+        call_kwargs: typed call arguments the repair passes, e.g.
+            `(("mask", MaskOf("sequences")),)` for an RNN that did not get its mask.
     """
 
     applicability: Applicability
     description: str
-    replace: Callable[[Any], Any] | None = field(default=None, compare=False, repr=False)
     call_kwargs: tuple[tuple[str, Any], ...] = ()
-    target: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..findings import Applicability, Finding, Fix, Severity
+from ..findings import Applicability, Finding, Fix, MaskOf, Severity
 from . import Context, rule
 from .structure import _seq_input
 
@@ -205,9 +205,9 @@ def padding_leak(ctx: Context) -> Iterator[Finding]:
     called with `initial_state=` -> pass `mask=` or use `maskviz.layers.MaskedLSTM`.
 
     ## Fix safety
-    Replacing `Conv1D`/`GlobalMaxPooling1D` with their `maskviz.layers` twins and
-    passing an RNN its own mask are *safe*: rows without padding give the same
-    outputs. Other leaks are *display-only*.
+    Measured by `maskviz fix`: a repair (a `maskviz.layers` twin, passing an RNN
+    its own mask, zeroing padded steps, a masked reduction) is kept only when the
+    leak is gone and rows without padding give the same outputs.
     """
     oracle = ctx.oracle
     if oracle is None:
@@ -360,23 +360,15 @@ def _leak_suggestion(call: Any, left_only: bool, dropper: Any = None) -> str:
 
 
 def _leak_fix(call: Any) -> Fix:
-    from .structure import _replacer
-
-    cls = call.class_name
-    seq = _seq_input(call)
-    if cls in ("Conv1D", "GlobalMaxPooling1D"):
-        return Fix(
-            Applicability.SAFE,
-            f"replace {cls} with maskviz.layers.Masked{cls} (same weights)",
-            replace=_replacer("masked_twin"),
-        )
-    if _not_delivered(call, seq):
+    # What to repair, not how: `maskviz fix` searches candidates and measures them.
+    if _not_delivered(call, _seq_input(call)):
+        seq = _seq_input(call)
         return Fix(
             Applicability.SAFE,
             "pass the sequence input's own mask explicitly with `mask=`",
-            call_kwargs=(("mask", f"mask of {seq.arg if seq else 'inputs'}"),),
+            call_kwargs=(("mask", MaskOf(seq.arg)),),
         )
-    return Fix(Applicability.DISPLAY_ONLY, "make the layer mask-aware")
+    return Fix(Applicability.SAFE, "keep padding out of this call (verified by maskviz fix)")
 
 
 # --------------------------------------------------------------------------- MV108

@@ -10,21 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..findings import Applicability, Finding, Fix, Severity
+from ..findings import Applicability, Finding, Fix, MaskOf, Severity
 from . import Context, iter_downstream, rule
-
-
-def _replacer(name: str) -> Any:
-    """A `Fix.replace` that calls `maskviz.patch.<name>(layer)`, imported on use so
-    that this module never imports Keras."""
-
-    def replace(layer: Any) -> Any:
-        import importlib
-
-        return getattr(importlib.import_module("maskviz.patch"), name)(layer)
-
-    replace.__name__ = name
-    return replace
 
 
 def _shape(s: tuple) -> str:
@@ -98,9 +85,9 @@ def mask_dropped(ctx: Context) -> Iterator[Finding]:
     in its `__init__` (or wrap it in `maskviz.layers.MaskPassthrough`).
 
     ## Fix safety
-    Replacing `Conv1D` with `MaskedConv1D` is *safe*: rows without padding give the
-    same outputs; only padded rows change. Adding `supports_masking` to a custom
-    layer is *unsafe* (maskviz cannot know the layer works per step).
+    Measured by `maskviz fix`: a repair (a `maskviz.layers` twin, zeroing padded
+    steps and putting the mask back, a masked reduction) is kept only when rows
+    without padding give the same outputs; one that changes them is *unsafe*.
     """
     kids = _children(ctx)
     by_id = ctx.trace.by_id()
@@ -211,22 +198,12 @@ def _drop_suggestion(call: Any) -> str:
 
 
 def _drop_fix(call: Any) -> Fix:
-    cls = call.class_name
-    if getattr(call, "kind", "layer") == "op":
-        return Fix(Applicability.DISPLAY_ONLY, "carry the mask past the op yourself")
-    if cls in ("Conv1D", "GlobalMaxPooling1D"):
-        return Fix(
-            Applicability.SAFE,
-            f"replace {cls} with maskviz.layers.Masked{cls} (same weights)",
-            replace=_replacer("masked_twin"),
-        )
-    if not call.supports_masking and _keeps_time(call):
-        return Fix(
-            Applicability.UNSAFE,
-            f"wrap {cls} in maskviz.layers.MaskPassthrough (assumes it works per timestep)",
-            replace=_replacer("mask_passthrough"),
-        )
-    return Fix(Applicability.DISPLAY_ONLY, "propagate the mask in compute_mask")
+    # What to repair, not how: `maskviz fix` searches candidates and measures them.
+    if _keeps_time(call):
+        return Fix(Applicability.SAFE, "pass the mask on past this call (verified by maskviz fix)")
+    return Fix(
+        Applicability.SAFE, "consume or carry the mask where the time axis changes (maskviz fix)"
+    )
 
 
 @rule("MV102", "mask-not-delivered", Severity.ERROR)
@@ -292,7 +269,7 @@ def mask_not_delivered(ctx: Context) -> Iterator[Finding]:
             fix=Fix(
                 Applicability.SAFE,
                 "pass the sequence input's own mask explicitly with `mask=`",
-                call_kwargs=(("mask", f"mask of {seq.arg}"),),
+                call_kwargs=(("mask", MaskOf(seq.arg)),),
             ),
             details=(("input", seq.arg),),
         )
@@ -368,12 +345,7 @@ def mask_rank_mismatch(ctx: Context) -> Iterator[Finding]:
                     "`maskviz.layers.TimestepMasking(mask_value=...)`, whose mask is "
                     "(batch, time) for inputs of any rank."
                 ),
-                fix=Fix(
-                    Applicability.SAFE,
-                    "replace Masking with maskviz.layers.TimestepMasking",
-                    replace=_replacer("timestep_masking"),
-                    target=src,
-                ),
+                fix=Fix(Applicability.SAFE, "make the mask per timestep (maskviz fix)"),
                 details=(("mask_source", src),),
             )
         for t in call.outputs:
@@ -515,7 +487,6 @@ def mask_time_misaligned(ctx: Context) -> Iterator[Finding]:
                     fix=Fix(
                         Applicability.SAFE,
                         "replace TimeDistributed with maskviz.layers.MaskedTimeDistributed",
-                        replace=_replacer("masked_time_distributed"),
                     ),
                 )
             else:

@@ -1,0 +1,503 @@
+"""Candidate repairs for a finding, from the most specific to the most generic.
+
+A candidate is a typed, frozen object naming the *site* it changes (a layer path
+or the name of an op node of a Functional graph) and how: a `clone_function`
+replacement (`replace`) or a `call_function` change (`call`) for
+`keras.models.clone_model`. Nothing here decides whether a candidate is right:
+`maskviz.fixes.verify` applies it to a clone and measures.
+
+Order (the first candidate that verifies wins):
+
+1. `UseTwin` / `PerTimestepMask`: the `maskviz.layers` twin of the layer
+   (`maskviz.fixes.twins`, by `isinstance`).
+2. `PassMask`: pass the sequence's own mask with `mask=` to a call that did not get it.
+3. `MaskedReduction`: a masked mean/sum/max/min for an op that reduces over time.
+4. `ZeroThenRemask`: zero the padded steps before a layer that mixes time steps (or
+   flattens them), then put the mask back on its output when the time axis is kept.
+5. `Remask`: put the mask of the masked inputs back on the output of a call that
+   dropped it (a merge of masked and unmasked inputs, a per-step layer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+Invoke = Callable[[tuple, dict], Any]
+
+# How many sites upstream of a finding's own call are searched for a repair.
+UPSTREAM_SITES = 3
+
+
+def _safe_name(site: str) -> str:
+    return site.replace("/", "_").replace("#", "_")
+
+
+def _tensors(x: Any) -> list[Any]:
+    from .. import _keras_internals as ki
+
+    if isinstance(x, dict):
+        x = list(x.values())
+    if isinstance(x, (list, tuple)):
+        out: list[Any] = []
+        for v in x:
+            out.extend(_tensors(v))
+        return out
+    return [x] if ki.is_tensor(x) else []
+
+
+def _sequence(args: tuple, kwargs: dict) -> Any:
+    """The first tensor of the call (its sequence input)."""
+    found = _tensors(list(args)) or _tensors([v for k, v in kwargs.items() if k != "mask"])
+    return found[0] if found else None
+
+
+def _input_masks(args: tuple, kwargs: dict) -> list[Any]:
+    """The masks the call's tensor inputs carry (first positional argument: a
+    list input is a merge, each element may carry one)."""
+    from .. import _keras_internals as ki
+
+    first = args[0] if args else next(iter(kwargs.values()), None)
+    tensors = _tensors(first) if first is not None else []
+    return [m for m in (ki.get_mask(t) for t in tensors) if m is not None]
+
+
+class NotApplicable(Exception):
+    """A candidate cannot be applied to the rebuilt graph (with the reason)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A repair at one site. Subclasses implement `replace` or `call`.
+
+    Attributes:
+        site: the path of the layer (`encoder/lstm`) or the name of the op node
+            (`mean`) it changes.
+        call_index: which call of a shared layer (0 for the first).
+    """
+
+    site: str
+    call_index: int = 0
+    kind: ClassVar[str] = "candidate"
+    needs_functional: ClassVar[bool] = True
+
+    def describe(self) -> str:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def replace(self, layer: Any) -> Any:
+        """The `clone_function` replacement of the site's layer, or `None`."""
+        return None
+
+    def call(self, invoke: Invoke, args: tuple, kwargs: dict) -> Any:
+        """The `call_function` change: calls `invoke(args, kwargs)` its own way."""
+        return invoke(args, kwargs)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} at `{self.site}`"
+
+
+@dataclass(frozen=True)
+class UseTwin(Candidate):
+    """Replace the layer with its mask-aware twin (same config and weights)."""
+
+    twin: str = ""
+    kind: ClassVar[str] = "twin"
+    needs_functional: ClassVar[bool] = False
+
+    def describe(self) -> str:
+        return f"replace `{self.site}` with maskviz.layers.{self.twin} (same weights)"
+
+    def replace(self, layer: Any) -> Any:
+        from .twins import build_twin
+
+        return build_twin(layer)
+
+
+@dataclass(frozen=True)
+class PerTimestepMask(UseTwin):
+    """Make the mask per timestep: `Masking` -> `TimestepMasking`."""
+
+    kind: ClassVar[str] = "timestep-mask"
+
+    def describe(self) -> str:
+        return (
+            f"make the mask of `{self.site}` per timestep: maskviz.layers.{self.twin} "
+            "(one mask entry per step, whatever the input's rank)"
+        )
+
+
+@dataclass(frozen=True)
+class PassMask(Candidate):
+    """Pass the sequence input's own mask explicitly with `mask=`."""
+
+    kind: ClassVar[str] = "pass-mask"
+
+    def describe(self) -> str:
+        return f"pass the sequence input's own mask to `{self.site}` with `mask=`"
+
+    def call(self, invoke: Invoke, args: tuple, kwargs: dict) -> Any:
+        from .. import _keras_internals as ki
+
+        first = args[0] if args else next(iter(kwargs.values()), None)
+        if isinstance(first, (list, tuple)):
+            mask: Any = [ki.get_mask(t) if ki.is_tensor(t) else None for t in first]
+            if all(m is None for m in mask):
+                mask = None
+        else:
+            seq = _sequence(args, kwargs)
+            mask = ki.get_mask(seq) if seq is not None else None
+        if mask is None:
+            raise NotApplicable(f"the input of `{self.site}` carries no mask in the rebuilt graph")
+        return invoke(args, {**kwargs, "mask": mask})
+
+
+@dataclass(frozen=True)
+class MaskedReduction(Candidate):
+    """Replace a reduction over time by `maskviz.layers.MaskedReduce`."""
+
+    reduction: str = "mean"
+    keepdims: bool = False
+    kind: ClassVar[str] = "masked-reduction"
+
+    def describe(self) -> str:
+        return (
+            f"reduce over kept steps only: `{self.site}` -> "
+            f"maskviz.layers.MaskedReduce({self.reduction!r})"
+        )
+
+    def call(self, invoke: Invoke, args: tuple, kwargs: dict) -> Any:
+        from .. import _keras_internals as ki
+        from ..layers import MaskedReduce
+
+        seq = _sequence(args, kwargs)
+        mask = ki.get_mask(seq) if seq is not None else None
+        if mask is None:
+            raise NotApplicable(f"the input of `{self.site}` carries no mask in the rebuilt graph")
+        layer = MaskedReduce(self.reduction, self.keepdims, name=f"{_safe_name(self.site)}_masked")
+        return layer(seq, mask=mask)
+
+
+@dataclass(frozen=True)
+class ZeroThenRemask(Candidate):
+    """Zero the padded steps before the call; put the mask back on its output when
+    the output keeps the time axis (same length)."""
+
+    remask: bool = True
+    carry: bool = False
+    kind: ClassVar[str] = "zero-padded"
+
+    def describe(self) -> str:
+        if self.carry:
+            tail = ", and mask its output with the mask passed through the same layer"
+        else:
+            tail = ", then put the mask back on its output" if self.remask else ""
+        return f"zero the padded steps before `{self.site}`{tail}"
+
+    def call(self, invoke: Invoke, args: tuple, kwargs: dict) -> Any:
+        from .. import _keras_internals as ki
+        from ..layers import ApplyMask, ZeroPadded
+
+        seq = _sequence(args, kwargs)
+        mask = ki.get_mask(seq) if seq is not None else None
+        if mask is None:
+            raise NotApplicable(f"the input of `{self.site}` carries no mask in the rebuilt graph")
+        name = _safe_name(self.site)
+        zeroed = ZeroPadded(name=f"{name}_zero_padded")(seq)
+        args, kwargs = _swap(args, kwargs, seq, zeroed)
+        out = invoke(args, kwargs)
+        if not self.remask:
+            return out
+        outs = _tensors(out)
+        if len(outs) != 1 or len(outs[0].shape) < 2:
+            raise NotApplicable(f"`{self.site}` has no single output with a time axis")
+        if self.carry or outs[0].shape[1] != seq.shape[1]:
+            mask = _carried_mask(invoke, args, kwargs, seq, mask, self.site)
+        return ApplyMask(name=f"{name}_mask")(out, mask=mask)
+
+
+def _carried_mask(invoke: Invoke, args: tuple, kwargs: dict, seq: Any, mask: Any, site: str) -> Any:
+    """The mask of a layer's output when the layer changes the time axis: the same
+    (weightless) layer applied to the mask as a 0/1 tensor; a step is kept when any
+    kept step reaches it."""
+    from keras import ops
+
+    from .. import _keras_internals as ki
+    from ..layers._masks import as_time_mask
+
+    layer = getattr(invoke, "layer", None)
+    if layer is None or not ki.is_layer(layer) or layer.weights:
+        raise NotApplicable(
+            f"`{site}` changes the time axis and has weights, so the mask cannot be "
+            "carried through it"
+        )
+    twin = type(layer).from_config(layer.get_config())
+    twin.name = f"{_safe_name(site)}_on_mask"
+    m = ops.cast(ops.expand_dims(as_time_mask(mask), -1), "float32")
+    if len(seq.shape) == 3:
+        m = ops.repeat(m, seq.shape[-1], axis=-1) if seq.shape[-1] else m
+    carried = twin(m)
+    if len(carried.shape) != 3:
+        raise NotApplicable(f"`{site}` on the mask gave shape {carried.shape}")
+    return ops.greater(ops.max(carried, axis=-1), 0.0)
+
+
+@dataclass(frozen=True)
+class MergeMask(Candidate):
+    """Give a merge's unmasked inputs the mask of its masked ones (`ApplyMask`
+    before the merge), so the merge's own output mask keeps only the steps every
+    masked input keeps."""
+
+    kind: ClassVar[str] = "merge-mask"
+
+    def describe(self) -> str:
+        return f"give the unmasked inputs of `{self.site}` the mask of its masked inputs"
+
+    def call(self, invoke: Invoke, args: tuple, kwargs: dict) -> Any:
+        from .. import _keras_internals as ki
+        from ..layers.pooling import _combined
+
+        first = args[0] if args else None
+        if not isinstance(first, (list, tuple)) or len(first) < 2:
+            raise NotApplicable(f"`{self.site}` is not called on a list of inputs")
+        masks = [ki.get_mask(t) if ki.is_tensor(t) else None for t in first]
+        present = [m for m in masks if m is not None]
+        if not present or len(present) == len(masks):
+            raise NotApplicable(f"`{self.site}` does not merge masked and unmasked inputs")
+        from ..layers import ApplyMask
+
+        combined = _combined(present)
+        name = _safe_name(self.site)
+        given = [
+            t if m is not None else ApplyMask(name=f"{name}_input{i}_mask")(t, mask=combined)
+            for i, (t, m) in enumerate(zip(first, masks))
+        ]
+        return invoke((type(first)(given), *args[1:]), kwargs)
+
+
+@dataclass(frozen=True)
+class Remask(Candidate):
+    """Put the mask of the masked inputs back on the call's output (steps kept by
+    every input that has a mask)."""
+
+    kind: ClassVar[str] = "remask"
+
+    def describe(self) -> str:
+        return f"put the mask of the masked inputs back on the output of `{self.site}`"
+
+    def call(self, invoke: Invoke, args: tuple, kwargs: dict) -> Any:
+        from ..layers import ApplyMask
+
+        masks = _input_masks(args, kwargs)
+        if not masks:
+            raise NotApplicable(f"no input of `{self.site}` carries a mask in the rebuilt graph")
+        out = invoke(args, kwargs)
+        outs = _tensors(out)
+        time = _sequence(args, kwargs).shape[1]
+        if len(outs) != 1 or len(outs[0].shape) < 2 or outs[0].shape[1] != time:
+            raise NotApplicable(
+                f"the output of `{self.site}` does not keep the input's time axis, so "
+                "the input's mask cannot be put back on it"
+            )
+        return ApplyMask(name=f"{_safe_name(self.site)}_mask")(
+            out, mask=masks if len(masks) > 1 else masks[0]
+        )
+
+
+def _swap(args: tuple, kwargs: dict, old: Any, new: Any) -> tuple[tuple, dict]:
+    def sub(x: Any) -> Any:
+        if x is old:
+            return new
+        if isinstance(x, list):
+            return [sub(v) for v in x]
+        if isinstance(x, tuple):
+            return tuple(sub(v) for v in x)
+        return x
+
+    return tuple(sub(a) for a in args), {k: sub(v) for k, v in kwargs.items()}
+
+
+# --------------------------------------------------------------------------- proposing
+
+
+@dataclass(frozen=True)
+class Site:
+    """What is known about one place a repair can go.
+
+    Attributes:
+        path: the layer path or op name.
+        layer: the original layer or op object.
+        call: the trace's record of its call (`None` for an op the trace did not see).
+        is_op: a `keras.ops` node rather than a layer.
+    """
+
+    path: str
+    layer: Any
+    call: Any = None
+    is_op: bool = False
+
+
+def propose(site: Site) -> list[Candidate]:
+    """The candidates for one site, most specific first. Facts from the trace
+    narrow the list; where the trace has none (an op), verification decides."""
+    from .. import _keras_internals as ki
+    from .twins import twin_for
+
+    out: list[Candidate] = []
+    call = site.call
+    index = call.call_index if call is not None else 0
+    seq = next((t for t in call.inputs if not t.arg.startswith("mask")), None) if call else None
+    masked_in = seq is not None and seq.mask is not None
+    out_mask = bool(call and call.outputs and call.outputs[0].mask is not None)
+    if not site.is_op:
+        row = twin_for(site.layer)
+        if row is not None:
+            if row.kind == "timestep-mask":
+                made = call.outputs[0].mask if call and call.outputs else None
+                if made is not None and made.rank > 2:
+                    out.append(PerTimestepMask(site.path, index, twin=row.twin))
+            else:
+                out.append(UseTwin(site.path, index, twin=row.twin))
+        if call is not None and call.call_accepts_mask and masked_in and not call.received:
+            out.append(PassMask(site.path, index))
+    reduction = ki.reduction_of(site.layer) if site.is_op else None
+    if reduction is not None:
+        kind, axis, keepdims = reduction
+        axes = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
+        if axes == (1,):
+            out.append(MaskedReduction(site.path, index, reduction=kind, keepdims=keepdims))
+    weakened = bool(
+        call
+        and out_mask
+        and masked_in
+        and (call.mask_weakened or (call.outputs[0].mask.kept or 0) > (seq.mask.kept or 0))
+    )
+    merged = [t for t in call.inputs if not t.arg.startswith("mask")] if call else []
+    if (
+        len(merged) > 1
+        and all(t.arg.startswith("inputs[") for t in merged)
+        and any(t.mask is not None for t in merged)
+        and any(t.mask is None for t in merged)
+    ):
+        out.append(MergeMask(site.path, index))
+    if call is None or (masked_in and (not out_mask or weakened)):
+        keeps_time = call is None or (
+            call.outputs
+            and seq is not None
+            and len(call.outputs[0].shape) >= 2
+            and len(seq.shape) >= 2
+            and call.outputs[0].shape[1] == seq.shape[1]
+        )
+        out.append(ZeroThenRemask(site.path, index, remask=True))
+        if keeps_time:
+            out.append(Remask(site.path, index))
+            if not site.is_op and not site.layer.weights:
+                # A weightless layer that moves steps (a reversal, a shift): the mask
+                # goes through the same layer, so it stays aligned with its steps.
+                out.append(ZeroThenRemask(site.path, index, remask=True, carry=True))
+        else:  # the time axis is gone or changed: zero the padding, mask what is left
+            out.append(ZeroThenRemask(site.path, index, remask=False))
+    return out
+
+
+def layers_by_path(model: Any) -> dict[str, Any]:
+    """Every layer of `model` under the path the trace gives it (`encoder/lstm`)."""
+    from .. import _keras_internals as ki
+
+    found: dict[str, Any] = {}
+
+    def walk(layer: Any, prefix: str) -> None:
+        for sub in ki.direct_sublayers(layer):
+            if type(sub).__name__ == "InputLayer":
+                continue
+            path = prefix + sub.name
+            found.setdefault(path, sub)
+            walk(sub, path + "/")
+
+    walk(model, "")
+    return found
+
+
+def _upstream(model: Any, start: Any) -> list[Any]:
+    """The operations (layers and ops) of `model`'s own graph upstream of `start`,
+    nearest first (breadth-first), input layers excluded."""
+    from .. import _keras_internals as ki
+
+    feeds: dict[int, list[Any]] = {}
+    for node in ki.functional_nodes(model):
+        op, args, kwargs, _ = ki.node_parts(node)
+        srcs = feeds.setdefault(id(op), [])
+        for t in _tensors([list(args), dict(kwargs)]):
+            hist = ki.tensor_history(t)
+            if hist is not None and hist[0] is not op and hist[0] not in srcs:
+                srcs.append(hist[0])
+    out: list[Any] = []
+    frontier = [start]
+    seen = {id(start)}
+    while frontier:
+        nxt = []
+        for op in frontier:
+            for src in feeds.get(id(op), []):
+                if id(src) in seen or type(src).__name__ == "InputLayer":
+                    continue
+                seen.add(id(src))
+                out.append(src)
+                nxt.append(src)
+        frontier = nxt
+    return out
+
+
+def candidates_for(finding: Any, model: Any, trace: Any) -> list[Candidate]:
+    """The candidates for `finding`: at its own call first, then at the sites
+    upstream of it in the model's graph (nearest first), without duplicates."""
+    from .. import _keras_internals as ki
+
+    by_path = layers_by_path(model)
+    calls = trace.by_id()
+    first_call = {}
+    for c in trace.calls:
+        first_call.setdefault(c.path, c)
+    sites: list[Site] = []
+    own = by_path.get(finding.path)
+    if own is not None:
+        sites.append(Site(finding.path, own, calls.get(finding.call_id)))
+    top = by_path.get(finding.path.split("/")[0])
+    if top is not None:
+        for op in _upstream(model, top)[:UPSTREAM_SITES]:
+            path = op.name
+            if ki.is_layer(op) and path in by_path:
+                sites.append(Site(path, op, first_call.get(path)))
+            elif not ki.is_layer(op):
+                sites.append(Site(path, op, None, is_op=True))
+    seen: set[Candidate] = set()
+    out: list[Candidate] = []
+    for site in sites:
+        for cand in propose(site):
+            if cand not in seen:
+                seen.add(cand)
+                out.append(cand)
+    return out
+
+
+def downstream_candidates(model: Any, site: str, trace: Any, limit: int = UPSTREAM_SITES) -> list:
+    """Candidates at the calls downstream of `site` in `trace` (nearest first): where
+    a repair's new mask goes next, for a repair that needs a partner (a wrapper
+    downstream that hands the repaired mask on unchanged)."""
+    from ..rules import iter_downstream
+
+    by_path = layers_by_path(model)
+    start = next((c for c in trace.calls if c.path == site), None)
+    if start is None:
+        return []
+    out: list[Candidate] = []
+    seen = 0
+    for call in iter_downstream(trace, start.id):
+        layer = by_path.get(call.path)
+        if layer is None or call.call_index:
+            continue
+        seen += 1
+        if seen > limit:
+            break
+        out.extend(c for c in propose(Site(call.path, layer, call)) if c not in out)
+    return out
