@@ -29,7 +29,7 @@ DOC_SECTIONS = (
 )
 
 # Rule modules, by family. Import order is registration order.
-_FAMILIES = ("maskviz.rules.structure", "maskviz.rules.behaviour")
+_FAMILIES = ("maskviz.rules.structure", "maskviz.rules.behaviour", "maskviz.rules.invariance")
 
 
 @dataclass(frozen=True)

@@ -243,6 +243,7 @@ class OracleResult:
     atol: float = ATOL
     seed: int = 0
     runs: int = 0
+    invariance: Any = None  # `invariance.InvarianceResult` (length/side, loss)
 
     @property
     def leaks(self) -> list[tuple[SourceResult, Leak]]:
@@ -270,6 +271,8 @@ class OracleResult:
             lines.append(head + "; ".join(parts))
         for what, why in self.skipped:
             lines.append(f"oracle: skipped {what}: {why}")
+        if self.invariance is not None:
+            lines.extend(self.invariance.summary_lines())
         return lines
 
     def to_dict(self) -> dict[str, Any]:
@@ -280,6 +283,7 @@ class OracleResult:
             "runs": self.runs,
             "sources": [s.to_dict() for s in self.sources],
             "skipped": [{"what": w, "why": y} for w, y in self.skipped],
+            **({"invariances": self.invariance.to_dict()} if self.invariance else {}),
         }
 
 
@@ -387,7 +391,7 @@ def _build_graph(trace: Any, model: Any) -> _Graph:
 def _loop_body_pairs(model: Any) -> set[tuple[str, str]]:
     """(owner name, cell name) for every RNN-like layer's step function: its call
     records hold the first step only."""
-    from . import _keras_internals as ki
+    from .. import _keras_internals as ki
 
     pairs = set()
     for layer in ki.flatten_layers(model):
@@ -403,7 +407,7 @@ def _loop_body_pairs(model: Any) -> set[tuple[str, str]]:
 
 def _layer_for(model: Any, call: Any) -> Any:
     """The layer object behind a call record (by path, then by name and class)."""
-    from . import _keras_internals as ki
+    from .. import _keras_internals as ki
 
     cur = model
     for seg in call.path.split("/"):
@@ -630,7 +634,7 @@ def _generator_wrapper(src: _Source, rng: np.random.Generator, extra: int):
     """
     import keras
 
-    from . import _keras_internals as ki
+    from .. import _keras_internals as ki
 
     base = np.asarray(src.extra["value"])
     b = base.shape[0]
@@ -918,8 +922,8 @@ def run_oracle(model: Any, probe: Any, trace: Any, *, seed: int = 0) -> OracleRe
         calls and the outputs they reach; the fully-masked-sample check; and why
         anything was skipped.
     """
-    from . import _keras_internals as ki
-    from .trace import run_trace
+    from .. import _keras_internals as ki
+    from ..trace import run_trace
 
     skipped: list[tuple[str, str]] = []
     if trace.error:
