@@ -98,9 +98,12 @@ def compare_tensor(
     variant: Variant,
     seqs: list[Seq],
     prefix: dict[int, int] | None = None,
+    timed: bool | None = None,
 ) -> Diff | None:
     """Compares one tensor between the base run and `variant` (module docstring).
-    Returns a `Diff` when compared positions changed, else `None`."""
+    Returns a `Diff` when compared positions changed, else `None`. `timed` says
+    whether the tensor has a time axis, when a run with another time length showed
+    it (its shape changed); `None` when unknown."""
     if base is None or var is None or base.ndim == 0 or var.ndim == 0:
         return None
     if not (np.issubdtype(base.dtype, np.number) or base.dtype == bool):
@@ -139,14 +142,14 @@ def compare_tensor(
             return None
         rows = tuple(r for r in aligned.rows if r in whole.rows)
         return Diff(rows, aligned.change, aligned.max_abs, aligned.scale) if rows else None
-    if base.shape[1:] == var.shape[1:]:
+    if base.shape[1:] == var.shape[1:] and not timed:
         return _judge(_rows_whole(base, var, variant), all_must=False)
     if base.ndim >= 2 and var.ndim == base.ndim and base.shape[2:] == var.shape[2:]:
         by_row = {}
         for j, r in enumerate(variant.rows):
             if j >= var.shape[0] or r >= base.shape[0]:
                 continue
-            starts = [variant.positions[j][s.name][0] for s in seqs]
+            starts = [p for s in seqs for p in variant.positions[j][s.name]]
             if any(len(p) == 0 or p[0] != 0 for p in starts):
                 continue  # real steps do not start at 0: resampled steps do not line up
             if variant.invariance == "truncation":
@@ -215,7 +218,9 @@ def run_variants(
     Truncation runs go first: they tell how many resampled steps are real."""
     outcomes = []
     prefixes: dict[int, dict[int, int]] = {}  # output index -> base row -> steps
-    order = sorted(variants, key=lambda v: v.invariance != "truncation")
+    timed: dict[int, bool] = {}  # output index -> its shape follows the time length
+    rank = {"truncation": 0, "length": 1}
+    order = sorted(variants, key=lambda v: rank.get(v.invariance, 2))
     for v in order:
         reset()
         try:
@@ -225,11 +230,13 @@ def run_variants(
             continue
         changed = {}
         for i, (b, o) in enumerate(zip(base_out, out)):
-            if v.invariance == "truncation" and b is not None and o is not None:
-                if b.ndim >= 2 and o.ndim == b.ndim and b.shape[1] != o.shape[1]:
+            if b is not None and o is not None and v.invariance in rank:
+                moved = b.shape != o.shape
+                timed[i] = timed.get(i, False) or moved
+                if v.invariance == "truncation" and moved and b.ndim >= 2:
                     for r in v.rows:
                         prefixes.setdefault(i, {})[r] = int(o.shape[1])
-            d = compare_tensor(b, o, v, seqs, prefixes.get(i))
+            d = compare_tensor(b, o, v, seqs, prefixes.get(i), timed.get(i))
             if d is not None:
                 changed[i] = d
         outcomes.append(Outcome(v, changed, out))

@@ -492,6 +492,17 @@ def _find_sources(
         if m.all():
             skipped.append((c.id, f"{what}: the probe masks no position here"))
             continue
+        if _emits_zeros(probe, c, v, m):
+            skipped.append(
+                (
+                    c.id,
+                    f"{what} emits exact zeros at every padded step of a padded float input "
+                    "(the padding can only be `mask_value`, or the step is not padding): no "
+                    "padding value can change there, so the values invariance holds by "
+                    "construction; the length, side and truncation invariances check it",
+                )
+            )
+            continue
         layer = _layer_for(model, c)
         if layer is None:
             skipped.append((c.id, f"{what}: its layer could not be found in the model"))
@@ -535,6 +546,19 @@ def _find_sources(
             )
         )
     return sources
+
+
+def _emits_zeros(probe: Any, call: Any, value: np.ndarray, mask: np.ndarray) -> bool:
+    """The generator reads a padded float model input and its output is exactly 0 at
+    every masked position (observed), as `Masking` makes it."""
+    kinds = {i.name: i.kind for i in probe.inputs}
+    fed = [
+        t.source[len("input:") :] for t in call.inputs if t.source and t.source.startswith("input:")
+    ]
+    if not fed or any(kinds.get(n) != "masked-floats" for n in fed):
+        return False
+    off = ~np.broadcast_to(_expand(mask, value.ndim), value.shape)
+    return bool(off.any()) and bool(np.all(value[off] == 0))
 
 
 def _descends(by_id: Mapping[str, Any], cid: str, ancestor: str) -> bool:
@@ -705,7 +729,7 @@ def _aligned(trace: Any, src: _Source) -> set[tuple[str, int]]:
 
 
 def _positions(
-    shape: tuple, mask: Any, aligned: bool, keep2: np.ndarray
+    shape: tuple, mask: Any, aligned: bool, keep2: np.ndarray, resample: bool = False
 ) -> tuple[np.ndarray | None, str]:
     """Which positions of an output are compared: (bool array or None for all, label)."""
     if mask is not None:
@@ -714,7 +738,42 @@ def _positions(
             return np.broadcast_to(_expand(m, len(shape)), shape), "mask"
     if aligned and len(shape) >= 2 and tuple(shape[:2]) == tuple(keep2.shape):
         return np.broadcast_to(_expand(keep2, len(shape)), shape), "source-keep"
+    if (
+        resample
+        and len(shape) >= 3
+        and keep2.ndim == 2
+        and shape[0] == keep2.shape[0]
+        and 1 <= shape[1] < keep2.shape[1]
+    ):
+        real = _resampled_keep(keep2, int(shape[1]))
+        return np.broadcast_to(_expand(real, len(shape)), shape), "resampled"
     return None, "whole"
+
+
+def _resampled_keep(keep2: np.ndarray, length: int) -> np.ndarray:
+    """(batch, length): the steps of a time axis shortened from T to `length` (pooling,
+    a `valid` or strided convolution) made of real input steps only.
+
+    The window is read off the two lengths: stride `s = round(T / length)`, width
+    `w = T - (length - 1) * s` (at least `s`), so step `j` covers input steps
+    `[j*s, j*s + w)`. Rows padded on the right keep the steps whose window lies in
+    their real prefix; unpadded rows keep every step; other rows (left-padded, gaps)
+    none: their resampled steps do not line up with real input. The truncated row
+    would produce exactly these steps for pooling and `valid` convolutions; for a
+    stack of them the estimate keeps fewer steps, never a step with padding in it.
+    """
+    b, t = keep2.shape
+    s = max(1, int(round(t / length)))
+    w = max(s, t - (length - 1) * s)
+    out = np.zeros((b, length), bool)
+    for r in range(b):
+        n = int(keep2[r].sum())
+        if n == t:
+            out[r] = True
+        elif n and keep2[r, :n].all():
+            count = max(0, (n - w) // s + 1)
+            out[r, : min(count, length)] = True
+    return out
 
 
 def _diff(a: np.ndarray, b: np.ndarray, where: np.ndarray | None):
@@ -763,7 +822,11 @@ def _compare_calls(
             if p.shape != b.shape or not (np.issubdtype(b.dtype, np.number) or b.dtype == bool):
                 continue
             where, how = _positions(
-                b.shape, masks[i] if i < len(masks) else None, (cid, i) in aligned, keep2
+                b.shape,
+                masks[i] if i < len(masks) else None,
+                (cid, i) in aligned,
+                keep2,
+                resample=True,
             )
             max_abs, scale, per_row, _ = _diff(b, p, where)
             tol = ATOL + RTOL * scale
