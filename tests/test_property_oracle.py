@@ -17,9 +17,9 @@ import warnings
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from property_models import BLOCKS, FRONTS, HEADS, SHRINKING, build, data, truncation_truth
 
 import maskviz
-from property_models import BLOCKS, FRONTS, HEADS, SHRINKING, build, data, truncation_truth
 
 LEAK_RULES = ("MV107", "MV113")
 AGREEMENT = 0.97

@@ -64,8 +64,11 @@ def padding_dependent_output(ctx: Context) -> Iterator[Finding]:
     changed which output, in which rows and by how much.
 
     A change counts when `max |delta| > 1e-6 + 1e-3 * max |baseline|` over the
-    compared positions. Severity is *error*, *warning* when only left-padded rows
-    change (a causal model that reads padding only before the real steps).
+    compared positions. Severity is *error* when more padding, or none, changes a
+    row that is not padded on the left; *warning* when only the side of the padding
+    matters (BERT reads its `[CLS]` token at position 0: right for right padding) or
+    only left-padded rows change (a causal model that reads padding before the real
+    steps).
 
     ## Why is this bad?
     The prediction for a sentence depends on how long the longest sentence of its
@@ -105,6 +108,14 @@ def padding_dependent_output(ctx: Context) -> Iterator[Finding]:
         rows = tuple(sorted({r for _, v in items for r in v.rows}))
         layouts = tuple(sorted({x for _, v in items for x in v.layouts}))
         left_only = all(v.left_padding_only for _, v in items)
+        # Error when the amount of padding (or its absence) changes the outputs of a
+        # row that is not padded on the left; a model that depends only on the side
+        # of the padding, or only in left-padded rows, is right for data padded the
+        # way it was trained (BERT reads position 0), so that is a warning.
+        error = any(
+            v.invariance in ("length", "truncation") and not v.left_padding_only for _, v in items
+        )
+        side_only = all(v.invariance == "side" for _, v in items)
         parts = [
             f"with {_WHAT[v.invariance]} ({v.what}), output `{v.target}` changed by up to "
             f"{_pct(v.change)} of its scale (max |change| {v.max_abs:.3g}) in "
@@ -131,7 +142,13 @@ def padding_dependent_output(ctx: Context) -> Iterator[Finding]:
             + "."
             + where
             + received
-            + " Expected the same outputs at real positions whatever the padding.",
+            + " Expected the same outputs at real positions whatever the padding."
+            + (
+                " Only the side of the padding matters here: fine if your data is always "
+                "padded on the side the model expects."
+                if side_only
+                else ""
+            ),
             suggestion=(
                 _leak_suggestion(call, left_only, _upstream_dropper(ctx, call))
                 if call is not None
@@ -139,7 +156,7 @@ def padding_dependent_output(ctx: Context) -> Iterator[Finding]:
                 "layer mixing steps."
             ),
             fix=Fix(Applicability.DISPLAY_ONLY, "make the padding reach no real output"),
-            severity=Severity.WARNING if left_only else Severity.ERROR,
+            severity=Severity.ERROR if error else Severity.WARNING,
             details=(
                 ("invariances", tuple(dict.fromkeys(v.invariance for _, v in items))),
                 ("outputs", tuple(dict.fromkeys(v.target for _, v in items))),
