@@ -154,6 +154,9 @@ def inspect(
     from .probe import Probe, make_probe, probe_from_arrays, probe_from_data
     from .trace import run_trace
 
+    if isinstance(loss, str):
+        _check_loss_name(loss)
+
     if isinstance(data, Probe):
         probe = data
     elif data is None:
@@ -182,6 +185,22 @@ def inspect(
         loss=loss,
         mask_inputs=mask_inputs,
     )
+
+
+def _check_loss_name(name: str) -> None:
+    import keras
+
+    from .errors import MaskvizError
+
+    try:
+        found = keras.losses.get(name)
+    except Exception:
+        found = None
+    if found is None:
+        raise MaskvizError(
+            f"Unknown loss. Received: --loss {name!r}; expected a Keras loss name such as "
+            "'mse' or 'sparse_categorical_crossentropy'."
+        )
 
 
 def _check(

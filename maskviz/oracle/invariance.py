@@ -53,6 +53,8 @@ class InvarianceResult:
                     f"({', '.join(v.layouts)}){where}"
                 )
         for what, why in self.skipped:
+            if what == "loss" and "not compiled" in why:
+                continue  # the usual case; in the JSON report, not in the text
             lines.append(f"invariances: skipped {what}: {why}")
         return lines
 
@@ -180,6 +182,10 @@ def run_invariances(
             violations.extend(lv)
             runs += n
             checked += ("loss",)
+        else:
+            skipped.append(
+                ("loss", "the model is not compiled and no loss was given (`--loss`, `loss=`)")
+            )
     return InvarianceResult(
         violations=tuple(violations),
         sequences=tuple(s.name for s in seqs),
