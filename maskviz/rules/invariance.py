@@ -15,15 +15,6 @@ from . import Context, rule
 from .behaviour import _leak_suggestion, _pct, _tensor, _upstream_dropper
 from .structure import _seq_input
 
-_WHAT = {
-    "length": "more padding",
-    "side": "the padding on the other side",
-    "truncation": "the padding removed (rows truncated to their real length)",
-    "loss-targets": "other targets at padded steps",
-    "loss-padding": "more padding or padding on the other side",
-    "gradients": "more padding, padding on the other side, or other targets at padded steps",
-}
-
 
 def _invariance(ctx: Context) -> Any:
     return getattr(ctx.oracle, "invariance", None) if ctx.oracle is not None else None
@@ -43,6 +34,18 @@ def _at(ctx: Context, v: Any) -> list[Any]:
         if o.name == v.target and o.source in by_id:
             return [by_id[o.source]]
     return [None]
+
+
+def _no_mask_suggestion(ctx: Context) -> str:
+    """When no call of the model makes or carries a mask at all."""
+    if any(c.output_masked or c.role == "generator" for c in ctx.trace.calls):
+        return ""
+    return (
+        "The model has no mask at all, so every layer treats padding as data. Make one "
+        "where the padding enters: `Embedding(..., mask_zero=True)` for token ids padded "
+        "with 0, `Masking(mask_value=...)` for padded float steps, or pass "
+        "`mask=ops.not_equal(tokens, 0)` to the layers that mix steps."
+    )
 
 
 # --------------------------------------------------------------------------- MV113
@@ -117,7 +120,7 @@ def padding_dependent_output(ctx: Context) -> Iterator[Finding]:
         )
         side_only = all(v.invariance == "side" for _, v in items)
         parts = [
-            f"with {_WHAT[v.invariance]} ({v.what}), output `{v.target}` changed by up to "
+            f"with {v.what} ({v.invariance}), output `{v.target}` changed by up to "
             f"{_pct(v.change)} of its scale (max |change| {v.max_abs:.3g}) in "
             f"{_rows(v.rows, v.layouts)}"
             for _, v in items
@@ -150,7 +153,8 @@ def padding_dependent_output(ctx: Context) -> Iterator[Finding]:
                 else ""
             ),
             suggestion=(
-                _leak_suggestion(call, left_only, _upstream_dropper(ctx, call))
+                _no_mask_suggestion(ctx)
+                or _leak_suggestion(call, left_only, _upstream_dropper(ctx, call))
                 if call is not None
                 else "Give the model a mask (`mask_zero=True`, `Masking`) that reaches every "
                 "layer mixing steps."
