@@ -71,9 +71,19 @@ def sequences(model: Any, probe: Any) -> list[Seq]:
     from ..probe import _mask_value
 
     out = []
+    # An explicit mask input marks the padding of every input on its time axis
+    # (BERT's `segment_ids` are 0 on real steps too: 0 is not padding there).
+    marks = [
+        np.asarray(probe.keep[i.name], bool)
+        for i in probe.inputs
+        if i.kind == "mask" and probe.keep.get(i.name) is not None
+    ]
     for inp in probe.inputs:
         keep = probe.keep.get(inp.name)
         v = np.asarray(probe.values[inp.name])
+        shaped = [m for m in marks if v.ndim >= 2 and m.shape == v.shape[:2]]
+        if len(shaped) == 1:
+            keep = shaped[0]
         if keep is None or v.ndim < 2 or tuple(keep.shape) != tuple(v.shape[:2]):
             continue
         keep = np.asarray(keep, bool)
