@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from .results import ATOL, RTOL, _num
 from .runs import call_model, compare
-from .values import ATOL, RTOL, _num
 from .variants import Seq, Variant
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..callgraph import CallGraph
+from .compare import _owner
 from .length import compare_tensor
-from .values import _build_graph, _owner
+from .sources import _build_graph
 from .variants import Seq, Variant
 
 

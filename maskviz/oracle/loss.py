@@ -27,8 +27,8 @@ import numpy as np
 
 from .grads import loss_and_grads
 from .length import Violation
+from .results import ATOL, RTOL
 from .runs import output_names
-from .values import ATOL, RTOL
 from .variants import Seq, Variant, layout
 
 

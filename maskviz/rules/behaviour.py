@@ -273,6 +273,7 @@ def padding_leak(ctx: Context) -> Iterator[Finding]:
             fix=_leak_fix(call),
             severity=Severity.WARNING if left_only else Severity.ERROR,
             details=(
+                ("invariance", "values"),
                 ("change", round(float(leak.change), 6)),
                 ("rows", rows),
                 ("layouts", layouts),
