@@ -11,7 +11,9 @@ For two models saved as `.keras` files:
 it times, on the same 4-row batch (right-padded rows of lengths 16, 4, 8, 12):
 
 - baseline: `keras.saving.load_model(path)` + `model.predict(batch)`;
-- `load_model` + `maskviz.inspect(model, data=batch)` (trace, rules, leak oracle);
+- `load_model` + `maskviz.inspect(model, data=batch)` (trace, rules, the values
+  oracle and the length/side/truncation invariances, which run as plain model
+  calls, traced again only where they are violated);
 - the same with `oracle=False` (`--no-oracle` runs only this one).
 
 Each figure is the median of `--repeat` runs in one process after a warm-up run,
@@ -119,10 +121,14 @@ def bench(name: str, model: keras.Model, data: dict, args, tmp: str) -> None:
         full = median_time(inspect(True), args.repeat)
         report = maskviz.inspect(model, data=data, mask_inputs=mask_inputs)
         runs = report.oracle.runs if report.oracle is not None else 0
+        inv = getattr(report.oracle, "invariance", None)
+        inv_runs = inv.runs if inv is not None else 0
         rules = ", ".join(f.rule for f in report.findings) or "none"
         print(
             f"  load_model + inspect              {full:7.2f} s   x{full / base:.2f}"
-            f"   (oracle: {runs} extra pass{'es' if runs != 1 else ''}; findings: {rules})"
+            f"   (values oracle: {runs} traced pass{'es' if runs != 1 else ''}; "
+            f"invariances: {inv_runs} plain pass{'es' if inv_runs != 1 else ''}; "
+            f"findings: {rules})"
         )
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "Report",
     "Severity",
     "__version__",
+    "callbacks",
     "inspect",
     "layers",
     "show",
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import layers, testing
+    from . import callbacks, layers, testing
     from .api import Report, inspect
     from .errors import MaskvizError
     from .findings import Finding, Severity
@@ -52,7 +53,7 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(module), attr)
         globals()[name] = value
         return value
-    if name in ("layers", "testing", "samples"):
+    if name in ("layers", "testing", "samples", "callbacks"):
         value = importlib.import_module(f"maskviz.{name}")
         globals()[name] = value
         return value

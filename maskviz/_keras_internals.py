@@ -440,3 +440,22 @@ def reduction_of(op: Any) -> tuple[str, Any, bool] | None:
         if c is not None and isinstance(op, c):
             return kind, getattr(op, "axis", None), bool(getattr(op, "keepdims", False))
     return None
+
+
+@contextlib.contextmanager
+def jax_variables_from_state(model: Any, state: Any) -> Iterator[None]:
+    """During a JAX `fit()`, Keras detaches the variables' values (they live in the
+    training state passed to `train_function`). Attaches the state's trainable and
+    non-trainable values for the duration of the block, then detaches them again
+    if they were detached."""
+    pairs = list(zip(model.trainable_variables, state[0])) + list(
+        zip(model.non_trainable_variables, state[1])
+    )
+    detached = [v for v, _ in pairs if getattr(v, "_value", 0) is None]
+    for v, value in pairs:
+        v._value = value
+    try:
+        yield
+    finally:
+        for v in detached:
+            v._value = None

@@ -136,16 +136,17 @@ def inspect(
         model: a Keras model (Functional, Sequential, subclassed, nested).
         data: a `.npz` path, a mapping of input name to array, or a `Probe` (e.g.
             `report.probe` of an earlier run), used instead of the generated probe.
-        oracle: run the padding-leak oracle (one extra forward pass per mask source).
+        oracle: run the padding oracle: padded values replaced by noise (one
+            traced pass per mask source), the same rows with more padding, on the
+            other side and truncated (plain passes), and the loss and gradients.
         mask_inputs: explicit mask inputs, `{"padding_mask": "token_ids"}`.
         seed: seed of the probe and the oracle's noise.
         select: rule ids to run (default: all).
         loss: the loss the model trains with (a Keras loss name such as
-            `"sparse_categorical_crossentropy"`, or a loss object), for checks of
-            what padding does to the loss. Default: the model's compiled loss. It is
-            kept on the report (`report.loss`) and handed to the oracle's loss
-            checks where the oracle has them; `maskviz fix` re-inspects each
-            candidate with it.
+            `"sparse_categorical_crossentropy"`, or a loss object), for the
+            loss-and-gradient invariance. Default: the model's compiled loss (none
+            when it is not compiled). It is kept on the report (`report.loss`);
+            `maskviz fix` re-inspects each candidate with it.
 
     Returns:
         A `Report`. The model is left exactly as it was.
@@ -155,8 +156,10 @@ def inspect(
             not match them.
     """
     from .probe import Probe, make_probe, probe_from_arrays, probe_from_data
-    from .rules import Context, run_rules
     from .trace import run_trace
+
+    if isinstance(loss, str):
+        _check_loss_name(loss)
 
     if isinstance(data, Probe):
         probe = data
@@ -176,14 +179,71 @@ def inspect(
             if retried.error is None:
                 probe, trace = retry, retried
                 break
+    return _check(
+        model,
+        probe,
+        trace,
+        oracle=oracle,
+        seed=seed,
+        select=select,
+        loss=loss,
+        mask_inputs=mask_inputs,
+    )
+
+
+def _check_loss_name(name: str) -> None:
+    import keras
+
+    from .errors import MaskvizError
+
+    try:
+        found = keras.losses.get(name)
+    except Exception:
+        found = None
+    if found is None:
+        raise MaskvizError(
+            f"Unknown loss. Received: --loss {name!r}; expected a Keras loss name such as "
+            "'mse' or 'sparse_categorical_crossentropy'."
+        )
+
+
+def _check(
+    model: Any,
+    probe: Any,
+    trace: Any,
+    *,
+    oracle: bool = True,
+    seed: int = 0,
+    select: Sequence[str] | None = None,
+    loss: Any = None,
+    targets: Any = None,
+    sample_weight: Any = None,
+    mask_inputs: Mapping[str, str] | None = None,
+) -> Report:
+    """Oracle, invariances and rules over a finished trace (shared by `inspect` and
+    `maskviz.callbacks.PaddingCheck`)."""
+    import dataclasses
+
+    from .rules import Context, run_rules
+
     oracle_result = None
     if oracle and trace.error is None:
-        try:
-            from .oracle import run_oracle
-        except ImportError:  # pragma: no cover - the oracle module is part of maskviz
-            run_oracle = None
-        if run_oracle is not None:
-            oracle_result = run_oracle(model, probe, trace, seed=seed)
+        from .oracle import run_oracle
+        from .oracle.invariance import run_invariances
+
+        oracle_result = run_oracle(model, probe, trace, seed=seed)
+        oracle_result = dataclasses.replace(
+            oracle_result,
+            invariance=run_invariances(
+                model,
+                probe,
+                trace,
+                seed=seed,
+                loss=loss,
+                targets=targets,
+                sample_weight=sample_weight,
+            ),
+        )
     ctx = Context(trace=trace, probe=probe, oracle=oracle_result, model=model)
     findings = run_rules(ctx, select=select)
     return Report(

@@ -164,6 +164,12 @@ def inspect(
         typer.Option(help="An explicit mask input and the input it masks: MASK=DATA (repeatable)."),
     ] = None,
     oracle: Annotated[bool, typer.Option(help="Run the padding-leak oracle.")] = True,
+    loss: Annotated[
+        str | None,
+        typer.Option(
+            help="A Keras loss name for the loss-and-gradient check (default: the compiled loss)."
+        ),
+    ] = None,
     unsafe: Annotated[
         bool, typer.Option(help="Allow the file to run code it carries (Lambda layers).")
     ] = False,
@@ -190,6 +196,7 @@ def inspect(
             data=str(data) if data else None,
             oracle=oracle,
             mask_inputs=pairs or None,
+            loss=loss,
         )
     except MaskvizError as e:
         raise _fail(str(e)) from None

@@ -39,6 +39,8 @@ class Probe:
         keep: input name -> (batch, time) bool array: which steps are real data
             (`None` where the input has no padding pattern).
         from_data: True when the values came from the user's `--data`.
+        detected: padding found in float data that has no padding convention (a
+            run of constant steps at the end or start of rows), described.
     """
 
     inputs: tuple[ModelInput, ...]
@@ -47,6 +49,7 @@ class Probe:
     structure: str = "list"  # "single", "list" or "dict"
     from_data: bool = False
     open_time: bool = False  # the model leaves the time length open (None)
+    detected: tuple[str, ...] = ()  # padding found in the data by `detect_padding`
 
     def feed(self, values: Mapping[str, np.ndarray] | None = None) -> Any:
         """The structure to pass to `model(...)`."""
@@ -509,6 +512,7 @@ def probe_from_arrays(
         _check_shape(inp, values[inp.name])
         _check_values(model, inp, values[inp.name], ki)
     keeps: dict[str, np.ndarray | None] = {}
+    detected: list[str] = []
     for inp in base.inputs:
         arr = values[inp.name]
         if inp.kind == "tokens" and arr.ndim >= 2:
@@ -518,15 +522,32 @@ def probe_from_arrays(
         elif inp.kind == "masked-floats" and arr.ndim >= 3:
             mv = _mask_value(model, inp, ki)
             keeps[inp.name] = np.any(arr != mv, axis=tuple(range(2, arr.ndim)))
+            if keeps[inp.name].all():
+                # No step equals mask_value: is the data padded with something else?
+                keep, desc = detect_padding(arr)
+                if desc:
+                    keeps[inp.name] = keep
+                    detected.append(
+                        f"input `{inp.name}`: {desc}; no step equals the `Masking` "
+                        f"mask_value {mv:g}"
+                    )
         elif inp.kind == "mask":
             keeps[inp.name] = arr.astype(bool)
         else:
-            keeps[inp.name] = None
+            keep, desc = detect_padding(arr)
+            keeps[inp.name] = keep
+            if desc:
+                detected.append(f"input `{inp.name}`: {desc}")
     for inp in base.inputs:
         if inp.kind == "mask" and inp.pairs_with and keeps.get(inp.pairs_with) is None:
             keeps[inp.pairs_with] = keeps[inp.name]
     return Probe(
-        inputs=base.inputs, values=values, keep=keeps, structure=base.structure, from_data=True
+        inputs=base.inputs,
+        values=values,
+        keep=keeps,
+        structure=base.structure,
+        from_data=True,
+        detected=tuple(detected),
     )
 
 
@@ -546,9 +567,12 @@ def _check_shape(inp: ModelInput, arr: np.ndarray) -> None:
 
 
 def _mask_value(model, inp, ki) -> float:
-    tensors = ki.model_input_tensors(model) or []
-    for t in tensors:
-        for c in _consumers(model, t, ki):
+    """The `mask_value` of the `Masking` layer that reads input `inp` (each input
+    has its own: two inputs with two `Masking` layers have two padding values)."""
+    for name, _, _, tensor in _input_specs(model, ki):
+        if name != inp.name or tensor is None:
+            continue
+        for c in _unwrap(_consumers(model, tensor, ki)):
             if hasattr(c, "mask_value"):
                 return _numeric_mask_value(c)
     return 0.0
@@ -611,3 +635,45 @@ def _vocabulary_size(model: Any, inp: ModelInput, ki: Any) -> int | None:
                     sizes.append(value)
                     break
     return min(sizes) if sizes else None
+
+
+def detect_padding(arr: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """Padding found in float data with no padding convention: a run of identical
+    constant steps (every feature equal to one value `c`, the same `c` in every row)
+    at the end or at the start of rows.
+
+    Returns `(keep, description)`: keep is `(batch, time)` bool (False on the
+    detected padding), or `(None, None)` when no such run is found. A value counts as
+    padding only when at least one row has a run of two steps or more of it.
+    """
+    a = np.asarray(arr)
+    if a.ndim < 2 or a.shape[1] < 2 or not np.issubdtype(a.dtype, np.floating):
+        return None, None
+    steps = a.reshape(a.shape[0], a.shape[1], -1)
+    const = np.all(steps == steps[..., :1], axis=-1)  # (batch, time)
+    best = None
+    for side in ("right", "left"):
+        edge = steps[:, -1, 0] if side == "right" else steps[:, 0, 0]
+        cands = [float(c) for c, ok in zip(edge, const[:, -1 if side == "right" else 0]) if ok]
+        for c in sorted(set(cands)):
+            is_c = const & (steps[..., 0] == c)
+            seq = is_c[:, ::-1] if side == "right" else is_c
+            run = np.argmin(np.concatenate([seq, np.zeros((len(seq), 1), bool)], 1), axis=1)
+            if run.max(initial=0) < 2:
+                continue
+            score = int(run.sum())
+            if best is None or score > best[0]:
+                best = (score, side, c, run)
+    if best is None:
+        return None, None
+    _, side, c, run = best
+    t = a.shape[1]
+    idx = np.arange(t)[None, :]
+    pad = idx >= (t - run[:, None]) if side == "right" else idx < run[:, None]
+    rows = int((run > 0).sum())
+    desc = (
+        f"{side} padding: runs of constant steps equal to {c:g} at the "
+        f"{'end' if side == 'right' else 'start'} of {rows} of {len(run)} rows "
+        f"({int(run[run > 0].min(initial=0))}-{int(run.max())} steps)"
+    )
+    return ~pad, desc

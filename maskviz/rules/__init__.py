@@ -29,7 +29,12 @@ DOC_SECTIONS = (
 )
 
 # Rule modules, by family. Import order is registration order.
-_FAMILIES = ("maskviz.rules.structure", "maskviz.rules.behaviour", "maskviz.rules.alignment")
+_FAMILIES = (
+    "maskviz.rules.structure",
+    "maskviz.rules.behaviour",
+    "maskviz.rules.alignment",
+    "maskviz.rules.invariance",
+)
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,10 @@ def padding_leak(ctx: Context) -> Iterator[Finding]:
     axes (e.g. `Conv1D(padding="same")` after `Masking`); the whole tensor once
     time was pooled or flattened away. The finding is on the *first* call where
     kept values change and that change reaches a model output; calls that only
-    inherit the change are not reported.
+    inherit the change are not reported. A `Masking` layer fed by a padded float
+    input emits exact zeros at padded steps whatever the padding: no noise is put
+    there (no input could put anything there); MV113 checks those models by
+    varying the amount and side of the padding instead.
 
     A change counts when `max |delta| > 1e-6 + 1e-3 * max |baseline|` over the
     compared positions. Re-running the same operations on the same kept values is
@@ -189,14 +192,14 @@ def padding_leak(ctx: Context) -> Iterator[Finding]:
 
     ## Example
     ```python
-    x = keras.layers.Masking(0.0)(features)
+    x = keras.layers.Embedding(1000, 16, mask_zero=True)(tokens)
     x = keras.layers.Conv1D(16, 3, padding="same")(x)   # mixes padded steps in
     y = keras.layers.LSTM(16)(x)
     ```
 
     Use instead:
     ```python
-    x = keras.layers.Masking(0.0)(features)
+    x = keras.layers.Embedding(1000, 16, mask_zero=True)(tokens)
     x = maskviz.layers.MaskedConv1D(16, 3, padding="same")(x)  # zeroes padding first
     y = keras.layers.LSTM(16)(x)
     ```
@@ -270,6 +273,7 @@ def padding_leak(ctx: Context) -> Iterator[Finding]:
             fix=_leak_fix(call),
             severity=Severity.WARNING if left_only else Severity.ERROR,
             details=(
+                ("invariance", "values"),
                 ("change", round(float(leak.change), 6)),
                 ("rows", rows),
                 ("layouts", layouts),

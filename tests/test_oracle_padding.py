@@ -1,0 +1,93 @@
+"""Padding comes from the data: per-input `mask_value`, constant runs in `--data`,
+models with no Keras mask, and masks that miss the padding (MV115)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+import maskviz
+from maskviz.probe import detect_padding
+
+L = keras.layers
+
+
+def two_maskings() -> keras.Model:
+    a = keras.Input((None, 3), name="a")
+    b = keras.Input((None, 3), name="b")
+    xa = L.LSTM(4)(L.Masking(mask_value=-1.0)(a))
+    xb = L.LSTM(4)(L.Masking(mask_value=5.0)(b))
+    return keras.Model([a, b], L.Dense(2)(L.Concatenate()([xa, xb])))
+
+
+def test_each_input_has_its_own_mask_value():
+    """Issue 9's defect: `_mask_value` answered -1.0 for both inputs, so input b's
+    padding (5.0) was taken as data."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4, 6, 3)).astype("float32")
+    b = rng.standard_normal((4, 6, 3)).astype("float32")
+    a[1, 3:] = -1.0
+    b[2, 2:] = 5.0
+    model = two_maskings()
+    report = maskviz.inspect(model, data={"a": a, "b": b})
+    keep_b = report.probe.keep["b"]
+    assert keep_b[2].tolist() == [True, True, False, False, False, False]
+    assert report.probe.keep["a"][1].tolist() == [True] * 3 + [False] * 3
+    # Both maskings are correct: the invariances hold and nothing is an error.
+    assert not report.at_or_above("error"), report
+    assert report.oracle.invariance.checked
+    assert not report.oracle.invariance.violations
+
+
+def test_detects_a_constant_run_at_the_end_of_rows():
+    x = np.random.default_rng(1).standard_normal((3, 8, 2)).astype("float32")
+    x[0, 5:] = 0.0
+    x[2, 2:] = 0.0
+    keep, desc = detect_padding(x)
+    assert keep is not None and desc is not None
+    assert keep[0].tolist() == [True] * 5 + [False] * 3
+    assert keep[1].all() and keep[2].sum() == 2
+    assert "right padding" in desc and "0" in desc
+    # Left padding too; and nothing in data without a run.
+    keep, desc = detect_padding(x[:, ::-1])
+    assert "left padding" in desc and keep[0].tolist() == [False] * 3 + [True] * 5
+    assert detect_padding(np.random.default_rng(2).standard_normal((3, 8, 2)))[0] is None
+
+
+def conv_no_mask() -> keras.Model:
+    x = keras.Input((None, 2), name="signal")
+    h = L.Conv1D(4, 3, padding="same")(x)
+    return keras.Model(x, L.Dense(1)(L.GlobalAveragePooling1D()(h)))
+
+
+def test_float_data_without_mask_is_checked_from_detected_padding():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 8, 2)).astype("float32")
+    x[1, 3:] = 0.0
+    x[3, 6:] = 0.0
+    model = conv_no_mask()
+    # Truth, measured here: row 1 alone (truncated) gives another output.
+    full = np.asarray(model(x[1:2]))
+    short = np.asarray(model(x[1:2, :3]))
+    assert np.abs(full - short).max() > 1e-3
+    report = maskviz.inspect(model, data={"signal": x})
+    assert any("right padding" in d for d in report.probe.detected)
+    assert "MV113" in report.rule_ids
+    text = report.to_text()
+    assert "detected in the data" in text
+
+
+def test_a_mask_that_keeps_every_padded_step():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 8, 2)).astype("float32")
+    x[1, 4:] = 0.0
+    x[2, 2:] = 0.0
+    inp = keras.Input((None, 2), name="signal")
+    h = L.Masking(mask_value=-1.0)(inp)  # the data is padded with 0.0
+    model = keras.Model(inp, L.Dense(1)(L.LSTM(4)(h)))
+    report = maskviz.inspect(model, data={"signal": x})
+    assert "MV115" in report.rule_ids, report
+    # A Masking with the data's own padding value is not a finding.
+    inp = keras.Input((None, 2), name="signal")
+    good = keras.Model(inp, L.Dense(1)(L.LSTM(4)(L.Masking(mask_value=0.0)(inp))))
+    assert "MV115" not in maskviz.inspect(good, data={"signal": x}).rule_ids
