@@ -108,6 +108,11 @@ def load_model(
     if not unsafe:
         _refuse_python_code(entries, shown)
     objects = load_custom_objects(custom_objects)
+    from .legacy import load_if_keras2  # files saved by tf.keras 2: translated there
+
+    legacy_model = load_if_keras2(file, kind, shown, custom_objects=objects, unsafe=unsafe)
+    if legacy_model is not None:
+        return legacy_model
     import_errors = _import_named_packages(entries)
 
     import keras  # heavy: only once the file passed the cheap checks

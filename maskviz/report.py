@@ -104,6 +104,12 @@ def render_text(report: Any, *, width: int = 120, color: bool = False) -> str:
         console.print("* from the symbolic graph only (the forward pass stopped before it)")
     for o in t.outputs:
         console.print(f"output '{o.name}' <- {o.source}: {_shape(o.shape)} mask {_mask(o.mask)}")
+    keras2 = getattr(report, "keras2", None)
+    if keras2 is not None:  # a file saved by tf.keras 2
+        from .legacy import section_lines
+
+        for line in section_lines(*keras2):
+            console.print(line)
     oracle = report.oracle
     if oracle is not None and hasattr(oracle, "summary_lines"):
         for line in oracle.summary_lines():

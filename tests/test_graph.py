@@ -34,7 +34,7 @@ def graphs():
     return get
 
 
-def test_one_node_per_call_input_and_output(graphs):
+def test_one_node_per_call_input_and_output(graphs, passes_mask):
     report, g = graphs("seq2seq")
     calls = [c.id for c in report.trace.calls]
     assert [n for n, d in g.nodes(data=True) if d["kind"] == "call"] == calls
@@ -47,7 +47,9 @@ def test_one_node_per_call_input_and_output(graphs):
     assert emb["class_name"] == "Embedding" and emb["role"] == "generator"
     assert emb["output_shape"] == (4, 8, 8) and emb["output_mask"] == (4, 8)
     assert emb["kept"] == pytest.approx(0.625)
-    assert g.edges["logits", "output:logits"]["mask_state"] == "carried"
+    # The decoder LSTM's output mask, as the installed Keras gives it (observed).
+    expected = "carried" if passes_mask("LSTM") else "none"
+    assert g.edges["logits", "output:logits"]["mask_state"] == expected
 
 
 def test_edge_mask_states_in_seq2seq(graphs):

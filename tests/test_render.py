@@ -121,6 +121,18 @@ GOLDEN_CASES = {
 }
 
 
+# Goldens whose drawing depends on whether the installed Keras's LSTM passes its mask on
+# (3.15 does, its next release does not): one file per observed behaviour.
+VERSIONED_GOLDENS = {"seq2seq"}
+
+
+def golden_path(case: str, passes_mask) -> Path:
+    if case not in VERSIONED_GOLDENS:
+        return GOLDENS / f"{case}.dot"
+    variant = "rnn-passes-mask" if passes_mask("LSTM") else "rnn-drops-mask"
+    return GOLDENS / variant / f"{case}.dot"
+
+
 @pytest.fixture(scope="module")
 def reports():
     cache: dict[str, maskviz.Report] = {}
@@ -154,12 +166,12 @@ def _edge_block(dot: str, u: str, v: str) -> str:
 
 
 @pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
-def test_dot_matches_golden(case, reports, update_goldens):
+def test_dot_matches_golden(case, reports, update_goldens, passes_mask):
     model, depth = GOLDEN_CASES[case]
     dot = reports(model).to_dot(depth=depth)
-    path = GOLDENS / f"{case}.dot"
+    path = golden_path(case, passes_mask)
     if update_goldens:
-        GOLDENS.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dot, encoding="utf-8")
     assert path.exists(), f"missing golden {path}: run pytest with --update-goldens"
     expected = path.read_text(encoding="utf-8")
@@ -181,7 +193,7 @@ def test_dot_is_deterministic_across_builds():
 # --------------------------------------------------------------------------- content
 
 
-def test_seq2seq_shows_the_undelivered_mask(reports):
+def test_seq2seq_shows_the_undelivered_mask(reports, passes_mask):
     dot = reports("seq2seq").to_dot()
     edge = _edge_block(dot, "dec_emb", "decoder")
     assert 'color="#c62828"' in edge and "style=dashed" in edge
@@ -196,7 +208,8 @@ def test_seq2seq_shows_the_undelivered_mask(reports):
     assert "initial_state[0], initial_state[1]" in states and 'color="#9e9e9e"' in states
     # Every node shows its output shape and mask.
     logits = _node_block(dot, "logits")
-    assert "out (4, 8, 50)" in logits and "mask (4, 8) 62% kept" in logits
+    shown = "mask (4, 8) 62% kept" if passes_mask("LSTM") else "mask none"
+    assert "out (4, 8, 50)" in logits and shown in logits
     # The text report agrees.
     assert "MV102" in reports("seq2seq").to_text()
 
