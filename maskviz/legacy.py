@@ -188,6 +188,24 @@ def _translate_nodes(class_name: str, nodes: Any) -> tuple[Any, str | None]:
     return out, what
 
 
+# Activations whose name means another function in Keras 3: tf.keras 2's `hard_sigmoid`
+# is `clip(0.2 x + 0.5, 0, 1)`, Keras 3's is `relu6(x + 3) / 6` (ConvLSTM2D's default
+# `recurrent_activation` in tf.keras 2). Renamed to a function with Keras 2's meaning.
+_KERAS2_ACTIVATIONS = {"hard_sigmoid": "maskviz_keras2_hard_sigmoid"}
+_ACTIVATION_KEYS = ("activation", "recurrent_activation")
+
+
+def _keras2_hard_sigmoid(x: Any) -> Any:
+    from keras import ops
+
+    return ops.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+
+def keras2_objects() -> dict[str, Any]:
+    """The functions a translated config names (custom objects for loading)."""
+    return {"maskviz_keras2_hard_sigmoid": _keras2_hard_sigmoid}
+
+
 def translate_config(config: Any) -> tuple[Any, tuple[str, ...]]:
     """Returns a copy of a tf.keras 2 model config with the keys Keras 3 rejects rewritten,
     and the rewrites made (`LSTM.time_major`, sorted, once each).
@@ -212,6 +230,12 @@ def translate_config(config: Any) -> tuple[Any, tuple[str, ...]]:
                 done.add(what)
         keys = _LEGACY_KEYS.get(out.get("class_name", ""))
         inner = out.get("config")
+        if isinstance(inner, dict) and "class_name" in out:
+            for key in _ACTIVATION_KEYS:
+                if inner.get(key) in _KERAS2_ACTIVATIONS:
+                    inner = {**inner, key: _KERAS2_ACTIVATIONS[inner[key]]}
+                    out["config"] = inner
+                    done.add(f"{out['class_name']}.{key}")
         if keys and isinstance(inner, dict):
             inner = dict(inner)
             for key, droppable in keys.items():
@@ -253,7 +277,10 @@ def load_keras2_h5(
             if "training_config" in h5.attrs:
                 del h5.attrs["training_config"]
         model = keras.saving.load_model(
-            copy, custom_objects=custom_objects or None, compile=False, safe_mode=safe_mode
+            copy,
+            custom_objects={**keras2_objects(), **(custom_objects or {})},
+            compile=False,
+            safe_mode=safe_mode,
         )
     _ORIGINS[model] = Keras2Origin(
         version=version, format="h5", translated=translated, path=os.fspath(file)

@@ -82,8 +82,27 @@ def build(tfk):  # noqa: C901 - one small model per layer type
     return models
 
 
+def _inputs(model, np):
+    """Seeded inputs with padding: tokens with trailing zeros, float steps of zeros."""
+    rng = np.random.default_rng(0)
+    out = []
+    for t in model.inputs:
+        shape = [
+            2 if d is None and i == 0 else (5 if d is None else d) for i, d in enumerate(t.shape)
+        ]
+        if "int" in t.dtype.name:
+            x = rng.integers(1, 20, size=shape).astype("int32")
+            x[1, shape[1] // 2 :] = 0
+        else:
+            x = rng.standard_normal(shape).astype("float32")
+            x[1, shape[1] // 2 :] = 0.0
+        out.append(x)
+    return out
+
+
 def main(out_dir: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy as np
     import tf_keras as tfk
 
     tfk.utils.set_random_seed(0)
@@ -95,8 +114,12 @@ def main(out_dir: str) -> None:
             path = os.path.join(out_dir, f"{name}.{ext}")
             model.save(path)
             paths[ext] = path
+        xs = _inputs(model, np)
+        y = model(xs if len(xs) > 1 else xs[0], training=False)
+        paths["io"] = os.path.join(out_dir, f"{name}.npz")
+        np.savez(paths["io"], y=np.asarray(y), **{f"x{i}": x for i, x in enumerate(xs)})
         written[name] = paths
-    json.dump({"tf_keras": tfk.__version__, "models": written}, sys.stdout)
+    print(json.dumps({"tf_keras": tfk.__version__, "models": written}))
 
 
 if __name__ == "__main__":
