@@ -33,7 +33,10 @@ def _mask(m: Any) -> str:
 def call_rows(report: Any) -> list[tuple[str, ...]]:
     """One row per call: path, class, input mask, mask received, output shape, output
     mask, role (plain strings, shared by the text and HTML reports)."""
+    from .graph import time_steps
+
     rows = []
+    by_id = report.trace.by_id()
     for c in report.trace.calls:
         seq = c.inputs[0] if c.inputs else None
         if c.received_mask is None:
@@ -43,7 +46,11 @@ def call_rows(report: Any) -> list[tuple[str, ...]]:
             received = _mask(got[0]) + (f" +{len(got) - 1}" if len(got) > 1 else "")
         # A tree: each call under the container it ran in (listed just above it).
         path = "  " * c.depth + c.id.rsplit("/", 1)[-1]
-        path += f" (x{c.steps})" if c.steps > 1 else ""
+        per_step = time_steps(c, by_id)
+        if per_step:
+            path += f" ({per_step} steps)"
+        elif c.steps > 1:
+            path += f" (x{c.steps} calls)"
         if not c.observed:
             path += " *"
         rows.append(

@@ -269,7 +269,7 @@ def test_shared_layer_calls_are_separate_nodes(reports):
         assert _node_block(dot, node)
     # An RNN's cell is a row of its box, not a cluster of its own.
     assert "cluster_shared_gru" not in dot and "shared_gru/gru_cell" not in dot
-    assert "cell GRUCell x9" in _node_block(dot, "shared_gru#1")
+    assert "cell GRUCell &#183; 8 steps" in _node_block(dot, "shared_gru#1")
     heads = {m.group(1) for m in re.finditer(r'"input:[ab]" -> "?([\w#]+)"?', dot)}
     assert heads == {"shared_emb", "shared_emb#1"}
 
@@ -278,7 +278,7 @@ def test_time_distributed_inner_layer_in_its_cluster(reports):
     dot = reports("time_distributed").to_dot()
     assert "subgraph cluster_td_emb {" in dot
     inner = _node_block(dot, "td_emb/emb")
-    assert "Embedding x3" in inner and "generator" in inner
+    assert "Embedding &#183; 3 steps" in inner and "generator" in inner
 
 
 def test_finding_badge_on_its_node(reports):
