@@ -6,6 +6,7 @@
 #   scripts/test_lowest_keras.sh            # the declared minimum
 #   scripts/test_lowest_keras.sh 3.12.0     # any other version
 #   DEMO_ONLY=1 scripts/test_lowest_keras.sh 3.10.0   # only: do the samples load?
+#   PYTEST_ARGS="tests/test_render.py" scripts/test_lowest_keras.sh   # a part of the suite
 #
 # Not run by CI (it installs from PyPI). Exit code: pytest's (or the demo's).
 set -euo pipefail
@@ -31,4 +32,4 @@ fi
 echo "maskviz demo: ok"
 grep -E "^(error|maskviz:)" "$(dirname "$venv")/demo.txt" | head -20 || true
 [[ "${DEMO_ONLY:-}" == 1 ]] && exit 0
-"$venv/bin/python" -m pytest -q -p no:cacheprovider
+"$venv/bin/python" -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-}

@@ -74,7 +74,11 @@ def mask_dropped(ctx: Context) -> Iterator[Finding]:
     ## What it does
     Flags a layer call that received a tensor carrying a mask and returned tensors
     without one (or with a weaker one: positions the incoming mask dropped are kept
-    again), while a mask-using layer or a model output lies downstream.
+    again), while a mask-using layer or a per-step model output lies downstream. A layer
+    with sublayers is judged by what it returns: an RNN (whose cell is its child) or a
+    `TimeDistributed` that drops the mask is named itself; a nested model is named only
+    when none of its inner calls dropped the mask. For Keras's own layers the advice names
+    what the installed Keras does and a repair (a `maskviz.layers` twin, or `mask=`).
 
     ## Why is this bad?
     Downstream layers (an RNN, attention, pooling, the loss) then treat padding as
