@@ -39,8 +39,8 @@ def main(model_path: str, feed_path: str) -> None:
         @functools.wraps(original)
         def call(*args, **kwargs):
             mask = kwargs.get("mask")
-            flat = tf_keras.tree.flatten(mask) if hasattr(tf_keras, "tree") else [mask]
-            got = mask is not None and any(m is not None for m in flat)
+            flat = list(mask) if isinstance(mask, (list, tuple)) else [mask]
+            got = any(m is not None for m in flat)
             received[layer.name] = received.get(layer.name, False) or got
             return original(*args, **kwargs)
 
@@ -50,13 +50,8 @@ def main(model_path: str, feed_path: str) -> None:
         if type(layer).__name__ != "InputLayer":
             wrap(layer)
     feed = dict(np.load(feed_path))
-    names = [t.name.split(":")[0] for t in model.inputs]
-    inputs = (
-        [feed[n] for n in model.input_names]
-        if set(model.input_names) <= set(feed)
-        else [feed[k] for k in sorted(feed)]
-    )
-    del names
+    # The probe is keyed by input name, the same names in both Kerases (the same file).
+    inputs = [feed[name] for name in model.input_names]
     model(inputs if len(inputs) > 1 else inputs[0], training=False)
     print(json.dumps({"tf_keras": tf_keras.__version__, "received": received}, sort_keys=True))
 
