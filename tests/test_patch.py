@@ -39,6 +39,25 @@ MECHANICAL = {
 BLOCKED: dict[str, str] = {}
 
 
+def _convlstm_takes_a_time_mask() -> bool:
+    """Observed: whether this backend's ConvLSTM2D applies a (batch, time) mask to its 4-D
+    states. Keras's RNN loop on JAX cannot (it broadcasts the mask as (batch, 1))."""
+    frames = np.zeros((2, 3, 4, 4, 1), dtype="float32")
+    mask = np.array([[True, True, False], [True, False, False]])
+    try:
+        L.ConvLSTM2D(2, 3, padding="same")(frames, mask=mask)
+    except Exception:
+        return False
+    return True
+
+
+if not _convlstm_takes_a_time_mask():
+    BLOCKED["masking_5d_convlstm"] = (
+        f"ConvLSTM2D on {keras.backend.backend()} cannot apply a (batch, time) mask to its "
+        "4-D states, so the TimestepMasking fix cannot be verified (maskviz leaves it)"
+    )
+
+
 def rows_for(result, rule):
     return [r for r in result.rows if r.finding.rule == rule]
 
@@ -100,6 +119,11 @@ def test_outputs_compared_on_unpadded_rows(fixed):
 
 def test_fix_also_resolves_the_crash(fixed):
     result = fixed["masking_5d_convlstm"]
+    if "masking_5d_convlstm" in BLOCKED:
+        # The patched model still crashes here: maskviz says so and writes nothing.
+        assert not result.written
+        assert [r.status for r in rows_for(result, "MV112")] == [LEFT]
+        return
     assert [r.status for r in rows_for(result, "MV112")] == [FIXED]
     assert result.after.trace.error is None
 
@@ -123,8 +147,9 @@ def test_weights_copied_one_by_one(originals, written):
 def test_replacement_layers_are_maskviz_layers(written):
     classes = {name: {type(lyr).__name__ for lyr in r.model.layers} for name, r in written.items()}
     assert "MaskedConv1D" in classes["conv1d_after_masking"]
-    assert "TimestepMasking" in classes["masking_5d_convlstm"]
-    assert "Masking" not in classes["masking_5d_convlstm"]
+    if "masking_5d_convlstm" not in BLOCKED:
+        assert "TimestepMasking" in classes["masking_5d_convlstm"]
+        assert "Masking" not in classes["masking_5d_convlstm"]
     assert "MaskPassthrough" in classes["custom_layer_no_masking"]
 
 

@@ -26,9 +26,15 @@ def test_roles_of_a_masked_lstm(inspected):
     assert lstm.role == "consumer" and lstm.received
     assert lstm.received_mask[0].shape == (4, 8)
     assert dense.role == "none" and dense.outputs[0].mask is None
-    # The RNN cell runs once per step: one record, with the count.
+    # The RNN cell runs once per step: one record. Its Python `call` runs 9 times on
+    # TensorFlow and once under JAX's scan; the step count comes from the time axis.
     (cell,) = calls["LSTMCell"]
-    assert cell.parent == lstm.id and cell.steps >= 8
+    assert cell.parent == lstm.id and cell.steps >= 1
+    from maskviz.graph import time_steps
+
+    trace = inspected("clean_lstm", oracle=False).trace
+    assert time_steps(cell, trace.by_id()) == lstm.inputs[0].shape[1] == 8
+    assert time_steps(lstm, trace.by_id()) is None
 
 
 def test_mask_not_received_is_recorded(inspected):
