@@ -25,12 +25,13 @@ for b in "${backends[@]}"; do
     ${PYTEST_ARGS:-} > "$logs/$b.log" 2>&1 || status=1
   tail -1 "$logs/$b.log" >&2
 done
-printf '\n| backend | passed | failed | errors | skipped | time |\n|---|---|---|---|---|---|\n'
+printf '\n| backend | passed | failed | errors | skipped | xfailed | time |\n|---|---|---|---|---|---|---|\n'
 for b in "${backends[@]}"; do
   last=$(grep -E "(passed|failed|error)" "$logs/$b.log" | tail -1)
   n() { echo "$last" | grep -oE "[0-9]+ $1" | grep -oE "[0-9]+" || echo 0; }
   t=$(echo "$last" | grep -oE "in [0-9.]+s" | grep -oE "[0-9.]+s" || echo "?")
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$b" "$(n passed)" "$(n failed)" "$(n error)" "$(n skipped)" "$t"
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$b" "$(n passed)" "$(n failed)" "$(n error)" \
+    "$(n skipped)" "$(n xfailed)" "$t"
 done
 echo "logs: $logs" >&2
 exit $status
