@@ -60,3 +60,20 @@ def test_nothing_configured_no_tensorflow(monkeypatch, tmp_path):
     assert cli._choose_backend() == "jax"
     _installed(monkeypatch, set())
     assert cli._choose_backend() is None
+
+
+def test_demo_ends_without_a_traceback_when_a_sample_cannot_load(monkeypatch):
+    """A Keras older than the one that saved the samples: one line per sample, exit 2."""
+    from typer.testing import CliRunner
+
+    from maskviz import loading
+    from maskviz.errors import MaskvizError
+
+    def refuse(path, **kwargs):
+        raise MaskvizError(f"Cannot load '{path}': Keras could not rebuild the model.")
+
+    monkeypatch.setattr(loading, "load_model", refuse)
+    result = CliRunner().invoke(cli.app, ["demo"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "could not be loaded by Keras" in result.output
