@@ -64,7 +64,19 @@ class Report:
         out["findings"] = [f.to_dict() for f in self.findings]
         if self.oracle is not None and hasattr(self.oracle, "to_dict"):
             out["oracle"] = self.oracle.to_dict()
+        keras2 = self.keras2
+        if keras2 is not None:  # the file was saved by tf.keras 2
+            out["saved_by"] = keras2[0].to_dict()
+            out["keras2_comparison"] = keras2[1].to_dict()
         return out
+
+    @property
+    def keras2(self) -> Any:
+        """`(Keras2Origin, Keras2Comparison)` when the model came from a tf.keras 2 file
+        (see `maskviz.legacy`), else `None`."""
+        from .legacy import keras2_section
+
+        return keras2_section(self)
 
     def to_json(self, *, indent: int = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=False, default=_jsonable)

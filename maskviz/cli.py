@@ -42,6 +42,39 @@ class FailOn(str, Enum):
     never = "never"
 
 
+_BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def _configured_backend() -> str | None:
+    """The backend the user chose: `KERAS_BACKEND`, else `backend` in `keras.json`
+    (`$KERAS_HOME/keras.json`, else `~/.keras/keras.json`), as Keras itself reads them."""
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    import json
+
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json"), encoding="utf-8") as f:
+            backend = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return backend if isinstance(backend, str) and backend else None
+
+
+def _choose_backend() -> str | None:
+    """A backend to set only when the user configured none and Keras's default
+    (TensorFlow) is not installed: the first installed of jax, torch. `None` leaves
+    Keras to its own choice."""
+    import importlib.util
+
+    if _configured_backend() is not None:
+        return None
+    installed = [b for b in _BACKENDS if importlib.util.find_spec(b) is not None]
+    if not installed or installed[0] == "tensorflow":
+        return None
+    return installed[0]
+
+
 def _quiet_backend() -> None:
     """Imports Keras (and its backend) with the backend's start-up logging hidden.
 
@@ -51,7 +84,9 @@ def _quiet_backend() -> None:
     import fails.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    backend = _choose_backend()
+    if backend is not None:
+        os.environ["KERAS_BACKEND"] = backend
     if "keras" in sys.modules:
         return
     import tempfile
@@ -329,10 +364,16 @@ def demo(
                 f"Cannot create --graph-dir '{graph_dir}': {e.strerror or type(e).__name__}. "
                 "Expected a folder maskviz can write to."
             ) from None
+    failed = 0
     for name, (_filename, description, kind) in SAMPLES.items():
         typer.echo(f"\n=== {name}: {description} [{kind}]")
         try:
             model = load_model(str(sample_path(name)))
+        except MaskvizError as e:  # e.g. a Keras older than the one that saved the samples
+            typer.echo(f"maskviz: {e}", err=True)
+            failed += 1
+            continue
+        try:
             report = maskviz.inspect(model)
         except MaskvizError as e:
             raise _fail(str(e)) from None
@@ -345,6 +386,15 @@ def demo(
         )
         if graph_dir is not None:
             report.render(str(graph_dir / f"{name}.svg"))
+    if failed:
+        import keras
+
+        typer.echo(
+            f"maskviz: {failed} sample(s) could not be loaded by Keras {keras.__version__}. "
+            "Expected the Keras range in maskviz's requirements; upgrade Keras.",
+            err=True,
+        )
+        raise typer.Exit(2)
     typer.echo("\nNext: `maskviz inspect YOUR_MODEL.keras`, `maskviz explain MV102`.")
 
 

@@ -147,6 +147,11 @@ def load_model(
         _refuse_python_code(entries, shown)
         _refuse_outside_code(entries, config, shown)
     objects = load_custom_objects(custom_objects)
+    from .legacy import load_if_keras2  # files saved by tf.keras 2: translated there
+
+    legacy_model = load_if_keras2(file, kind, shown, custom_objects=objects, unsafe=unsafe)
+    if legacy_model is not None:
+        return legacy_model
 
     import keras  # heavy: only once the file passed the cheap checks
 

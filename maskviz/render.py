@@ -132,7 +132,8 @@ def auto_depth(graph: Any, *, max_nodes: int = 250) -> int | None:
 
 def _loop_body(d: dict[str, Any]) -> bool:
     """A per-step call (an RNN's cell) with nothing to flag."""
-    return d["steps"] > 1 and d["via"] == "__call__" and not d["findings"] and not d["error"]
+    repeated = d["steps"] > 1 or bool(d.get("time_steps"))
+    return repeated and d["via"] == "__call__" and not d["findings"] and not d["error"]
 
 
 class _View:
@@ -419,10 +420,18 @@ def _small(text: str, color: str | None = None) -> str:
     return f"{font}{text}</FONT>"
 
 
+def _repeats(d: dict[str, Any]) -> str:
+    """ " · 8 steps" for a per-step call (its container's time axis), " x3 calls" for
+    another repeated call, "" otherwise."""
+    if d.get("time_steps"):
+        return f" &#183; {d['time_steps']} steps"
+    return f" x{d['steps']} calls" if d["steps"] > 1 else ""
+
+
 def _call_rows(
     d: dict[str, Any], *, out_rows: bool = True, mask_row: bool = True, call: int | None = None
 ) -> list[str]:
-    steps = f" x{d['steps']}" if d["steps"] > 1 else ""
+    steps = _repeats(d)
     nth = "" if call is None else " " + _small(f"call {call + 1}")
     cls = f"ops.{d['class_name']}" if d.get("call_kind") == "op" else d["class_name"]
     rows = [
@@ -482,7 +491,7 @@ def _node_attrs(view: _View, n: str) -> dict[str, str]:
     if n in view.inline:
         for k in view.children[n]:
             kd = view.data(k)
-            rows.insert(2, _small(f"cell {_e(kd['class_name'])} x{kd['steps']}"))
+            rows.insert(2, _small(f"cell {_e(kd['class_name'])}{_repeats(kd)}"))
     if view.collapsed(n):
         inner = view.descendants(n)
         for m in inner:

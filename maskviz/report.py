@@ -52,7 +52,10 @@ def _mask(m: Any) -> str:
 def call_rows(report: Any) -> list[tuple[str, ...]]:
     """One row per call: path, class, input mask, mask received, output shape, output
     mask, role (plain strings, shared by the text and HTML reports)."""
+    from .graph import time_steps
+
     rows = []
+    by_id = report.trace.by_id()
     for c in report.trace.calls:
         seq = c.inputs[0] if c.inputs else None
         if c.received_mask is None:
@@ -62,7 +65,11 @@ def call_rows(report: Any) -> list[tuple[str, ...]]:
             received = _mask(got[0]) + (f" +{len(got) - 1}" if len(got) > 1 else "")
         # A tree: each call under the container it ran in (listed just above it).
         path = "  " * c.depth + _name(c.id.rsplit("/", 1)[-1])
-        path += f" (x{c.steps})" if c.steps > 1 else ""
+        per_step = time_steps(c, by_id)
+        if per_step:
+            path += f" ({per_step} steps)"
+        elif c.steps > 1:
+            path += f" (x{c.steps} calls)"
         if not c.observed:
             path += " *"
         in_mask = _mask(seq.mask) if seq else "-"
@@ -132,6 +139,12 @@ def render_text(report: Any, *, width: int = 120, color: bool = False) -> str:
         console.print(
             f"output '{_name(o.name)}' <- {_name(o.source)}: {_shape(o.shape)} mask {_mask(o.mask)}"
         )
+    keras2 = getattr(report, "keras2", None)
+    if keras2 is not None:  # a file saved by tf.keras 2
+        from .legacy import section_lines
+
+        for line in section_lines(*keras2):
+            console.print(line)
     oracle = report.oracle
     if oracle is not None and hasattr(oracle, "summary_lines"):
         for line in oracle.summary_lines():

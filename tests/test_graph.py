@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import keras
 import pytest
 from test_render import build_conv_drop, build_nested, build_seq2seq, build_shared, build_video
 
@@ -34,7 +35,7 @@ def graphs():
     return get
 
 
-def test_one_node_per_call_input_and_output(graphs):
+def test_one_node_per_call_input_and_output(graphs, passes_mask):
     report, g = graphs("seq2seq")
     calls = [c.id for c in report.trace.calls]
     assert [n for n, d in g.nodes(data=True) if d["kind"] == "call"] == calls
@@ -47,7 +48,9 @@ def test_one_node_per_call_input_and_output(graphs):
     assert emb["class_name"] == "Embedding" and emb["role"] == "generator"
     assert emb["output_shape"] == (4, 8, 8) and emb["output_mask"] == (4, 8)
     assert emb["kept"] == pytest.approx(0.625)
-    assert g.edges["logits", "output:logits"]["mask_state"] == "carried"
+    # The decoder LSTM's output mask, as the installed Keras gives it (observed).
+    expected = "carried" if passes_mask("LSTM") else "none"
+    assert g.edges["logits", "output:logits"]["mask_state"] == expected
 
 
 def test_edge_mask_states_in_seq2seq(graphs):
@@ -78,10 +81,13 @@ def test_containers_are_marked(graphs):
     assert g.nodes["block/proj"]["container"] is False
     assert g.nodes["block/proj"]["parent"] == "block" and g.nodes["block/proj"]["depth"] == 1
     assert g.edges["emb", "block"]["mask_state"] == "carried"
-    # RNNs are containers of their cell, which runs once per step.
+    # RNNs are containers of their cell, which runs once per step of the 8-step probe
+    # (how often its Python `call` runs depends on the backend: one record either way).
     _, g = graphs("seq2seq")
     assert g.nodes["encoder"]["container"] is True
-    assert g.nodes["encoder/lstm_cell"]["steps"] > 1
+    assert g.nodes["encoder/lstm_cell"]["steps"] >= 1
+    assert g.nodes["encoder/lstm_cell"]["time_steps"] == 8
+    assert g.nodes["encoder"]["time_steps"] is None
 
 
 def test_shared_layer_calls_have_their_own_ids(graphs):
@@ -114,6 +120,9 @@ def test_graph_holds_data_not_styling(graphs):
 
 def test_unseen_sources_are_listed_on_the_consumer(graphs):
     _, g = graphs("seq2seq")
+    if "decoder/lstm_cell" not in g:
+        # torch runs the LSTM through a fused kernel: Keras never calls the cell.
+        pytest.skip(f"no cell call is made on the {keras.backend.backend()} backend")
     cell = g.nodes["decoder/lstm_cell"]
     assert any(t["arg"] == "inputs" for t in cell["unsourced"])
 

@@ -109,11 +109,11 @@ def files(tmp_path_factory):
     # .keras before .h5: saving to .h5 removes the optimizer from the model's compile config.
     plain.save(root / "plain.keras")
     out["plain"] = root / "plain.keras"
-    out["plain_expected"] = np.asarray(plain(TOKENS))
+    out["plain_expected"] = keras.ops.convert_to_numpy(plain(TOKENS))
     x_in = keras.Input((5,), name="x")
     dense = keras.Model(x_in, keras.layers.Dense(2, name="dense")(x_in), name="dense")
     dense.compile(optimizer="adam", loss="mse")
-    out["dense_expected"] = np.asarray(dense(FEATURES))
+    out["dense_expected"] = keras.ops.convert_to_numpy(dense(FEATURES))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         plain.save(root / "plain.h5")
@@ -144,7 +144,7 @@ def files(tmp_path_factory):
     custom = keras.Model(x_in, y, name="custom")
     custom.save(root / "custom.keras")
     out["custom"] = root / "custom.keras"
-    out["custom_expected"] = np.asarray(custom(FEATURES))
+    out["custom_expected"] = keras.ops.convert_to_numpy(custom(FEATURES))
     _forget(CUSTOM_MODULE, "mvx_tests")
 
     def mvx_unregistered_loss(y_true, y_pred):
@@ -155,7 +155,7 @@ def files(tmp_path_factory):
     lossy.compile(optimizer="adam", loss=mvx_unregistered_loss)
     lossy.save(root / "custom_loss.keras")
     out["custom_loss"] = root / "custom_loss.keras"
-    out["custom_loss_expected"] = np.asarray(lossy(FEATURES))
+    out["custom_loss_expected"] = keras.ops.convert_to_numpy(lossy(FEATURES))
 
     data = (root / "plain.keras").read_bytes()
     (root / "truncated.keras").write_bytes(data[: len(data) // 2])
@@ -382,7 +382,9 @@ def test_custom_objects_neither_file_nor_module(files):
 
 def test_loads_keras_archive(files):
     model = load_model(files["plain"])
-    np.testing.assert_allclose(np.asarray(model(TOKENS)), files["plain_expected"], rtol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(TOKENS)), files["plain_expected"], rtol=1e-6
+    )
     assert model.get_layer("embedding").mask_zero
 
 
@@ -390,7 +392,9 @@ def test_loads_h5_uncompiled_when_its_training_config_fails(files):
     # Keras 3.15 cannot restore the string loss 'mse' from an .h5 training config.
     with pytest.warns(UserWarning, match="loaded the model uncompiled"):
         model = load_model(files["dense_h5"])
-    np.testing.assert_allclose(np.asarray(model(FEATURES)), files["dense_expected"], rtol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(FEATURES)), files["dense_expected"], rtol=1e-6
+    )
 
 
 def test_h5_with_mask_operation_says_resave_as_keras(files):
@@ -408,12 +412,14 @@ def test_unknown_custom_loss_loads_uncompiled(files):
     with pytest.warns(UserWarning, match="mvx_unregistered_loss.*loaded the model uncompiled"):
         model = load_model(files["custom_loss"])
     assert not model.compiled
-    np.testing.assert_allclose(np.asarray(model(FEATURES)), files["custom_loss_expected"])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(FEATURES)), files["custom_loss_expected"]
+    )
 
 
 def test_lambda_loads_with_unsafe(files):
     model = load_model(files["lambda"], unsafe=True)
-    np.testing.assert_allclose(np.asarray(model(FEATURES)), FEATURES + 1.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(FEATURES)), FEATURES + 1.0)
 
 
 @pytest.mark.parametrize("how", ["file", "path-object", "module", "list"])
@@ -429,7 +435,9 @@ def test_custom_objects(files, monkeypatch, how):
         spec = [str(files["custom_py"])]
     model = load_model(files["custom"], custom_objects=spec)
     assert [type(layer).__name__ for layer in model.layers[1:3]] == ["Doubler", "Halver"]
-    np.testing.assert_allclose(np.asarray(model(FEATURES)), files["custom_expected"], rtol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(FEATURES)), files["custom_expected"], rtol=1e-6
+    )
 
 
 def test_load_custom_objects_collects_defined_and_registered(files):
@@ -466,7 +474,7 @@ def test_installed_package_is_imported_when_allowed(site_dir, monkeypatch, how):
     kwargs = {"allow_imports": [INSTALLED_PKG]} if how == "allow_imports" else {"unsafe": True}
     model = load_model(site / f"{INSTALLED_PKG}.keras", **kwargs)
     assert INSTALLED_PKG in sys.modules
-    np.testing.assert_allclose(np.asarray(model(FEATURES)), FEATURES * 3.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(FEATURES)), FEATURES * 3.0)
 
 
 def test_module_that_is_not_installed_is_never_imported(site_dir, monkeypatch):

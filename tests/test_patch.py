@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 
 import maskviz  # noqa: E402
 from maskviz.loading import load_model  # noqa: E402
-from maskviz.patch import FIXED, fix_model_file, patch_model  # noqa: E402
+from maskviz.patch import FIXED, LEFT, fix_model_file, patch_model  # noqa: E402
 from maskviz.samples import sample_path  # noqa: E402
 
 L = keras.layers
@@ -37,6 +37,25 @@ MECHANICAL = {
 # strict xfail below then fails as XPASS).
 # Samples whose fix cannot be verified yet: name -> reason (tests xfail strictly).
 BLOCKED: dict[str, str] = {}
+
+
+def _convlstm_takes_a_time_mask() -> bool:
+    """Observed: whether this backend's ConvLSTM2D applies a (batch, time) mask to its 4-D
+    states. Keras's RNN loop on JAX cannot (it broadcasts the mask as (batch, 1))."""
+    frames = np.zeros((2, 3, 4, 4, 1), dtype="float32")
+    mask = np.array([[True, True, False], [True, False, False]])
+    try:
+        L.ConvLSTM2D(2, 3, padding="same")(frames, mask=mask)
+    except Exception:
+        return False
+    return True
+
+
+if not _convlstm_takes_a_time_mask():
+    BLOCKED["masking_5d_convlstm"] = (
+        f"ConvLSTM2D on {keras.backend.backend()} cannot apply a (batch, time) mask to its "
+        "4-D states, so the TimestepMasking fix cannot be verified (maskviz leaves it)"
+    )
 
 
 def rows_for(result, rule):
@@ -104,6 +123,11 @@ def test_outputs_compared_on_unpadded_rows(fixed):
 
 def test_fix_also_resolves_the_crash(fixed):
     result = fixed["masking_5d_convlstm"]
+    if "masking_5d_convlstm" in BLOCKED:
+        # The patched model still crashes here: maskviz says so and writes nothing.
+        assert not result.written
+        assert [r.status for r in rows_for(result, "MV112")] == [LEFT]
+        return
     assert [r.status for r in rows_for(result, "MV112")] == [FIXED]
     assert result.after.trace.error is None
 
@@ -127,8 +151,9 @@ def test_weights_copied_one_by_one(originals, written):
 def test_replacement_layers_are_maskviz_layers(written):
     classes = {name: {type(lyr).__name__ for lyr in r.model.layers} for name, r in written.items()}
     assert "MaskedConv1D" in classes["conv1d_after_masking"]
-    assert "TimestepMasking" in classes["masking_5d_convlstm"]
-    assert "Masking" not in classes["masking_5d_convlstm"]
+    if "masking_5d_convlstm" not in BLOCKED:
+        assert "TimestepMasking" in classes["masking_5d_convlstm"]
+        assert "Masking" not in classes["masking_5d_convlstm"]
     assert "ApplyMask" in classes["custom_layer_no_masking"]
 
 

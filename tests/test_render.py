@@ -121,6 +121,27 @@ GOLDEN_CASES = {
 }
 
 
+# Goldens whose drawing depends on whether the installed Keras's LSTM passes its mask on
+# (3.15 does, its next release does not): one file per observed behaviour.
+VERSIONED_GOLDENS = {"seq2seq"}
+
+
+def _backend_neutral(dot: str) -> str:
+    """The goldens are TensorFlow's. Other backends word a crash differently, and run an
+    RNN's cell through a fused kernel whose Python `call` Keras never makes (torch), so
+    the cell's row and the call count are left out of the comparison there."""
+    dot = re.sub(r"failed: [^<]*", "failed: ...", dot)
+    dot = re.sub(r'<TR><TD ALIGN="LEFT"><FONT POINT-SIZE="9">cell [^<]*</FONT></TD></TR>', "", dot)
+    return re.sub(r"\): \d+ calls", "): N calls", dot)
+
+
+def golden_path(case: str, passes_mask) -> Path:
+    if case not in VERSIONED_GOLDENS:
+        return GOLDENS / f"{case}.dot"
+    variant = "rnn-passes-mask" if passes_mask("LSTM") else "rnn-drops-mask"
+    return GOLDENS / variant / f"{case}.dot"
+
+
 @pytest.fixture(scope="module")
 def reports():
     cache: dict[str, maskviz.Report] = {}
@@ -154,15 +175,18 @@ def _edge_block(dot: str, u: str, v: str) -> str:
 
 
 @pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
-def test_dot_matches_golden(case, reports, update_goldens):
+def test_dot_matches_golden(case, reports, update_goldens, passes_mask):
     model, depth = GOLDEN_CASES[case]
     dot = reports(model).to_dot(depth=depth)
-    path = GOLDENS / f"{case}.dot"
+    path = golden_path(case, passes_mask)
     if update_goldens:
-        GOLDENS.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dot, encoding="utf-8")
     assert path.exists(), f"missing golden {path}: run pytest with --update-goldens"
     expected = path.read_text(encoding="utf-8")
+    if keras.backend.backend() != "tensorflow":
+        # The goldens are TensorFlow's; a crash's message is the backend's own text.
+        dot, expected = _backend_neutral(dot), _backend_neutral(expected)
     assert dot == expected, (
         f"DOT for {case} differs from {path}. If the change is intended, rerun with "
         "--update-goldens (or MASKVIZ_UPDATE_GOLDENS=1) and review `git diff tests/goldens/`."
@@ -181,7 +205,7 @@ def test_dot_is_deterministic_across_builds():
 # --------------------------------------------------------------------------- content
 
 
-def test_seq2seq_shows_the_undelivered_mask(reports):
+def test_seq2seq_shows_the_undelivered_mask(reports, passes_mask):
     dot = reports("seq2seq").to_dot()
     edge = _edge_block(dot, "dec_emb", "decoder")
     assert 'color="#c62828"' in edge and "style=dashed" in edge
@@ -196,7 +220,8 @@ def test_seq2seq_shows_the_undelivered_mask(reports):
     assert "initial_state[0], initial_state[1]" in states and 'color="#9e9e9e"' in states
     # Every node shows its output shape and mask.
     logits = _node_block(dot, "logits")
-    assert "out (4, 8, 50)" in logits and "mask (4, 8) 62% kept" in logits
+    shown = "mask (4, 8) 62% kept" if passes_mask("LSTM") else "mask none"
+    assert "out (4, 8, 50)" in logits and shown in logits
     # The text report agrees.
     assert "MV102" in reports("seq2seq").to_text()
 
@@ -256,7 +281,7 @@ def test_shared_layer_calls_are_separate_nodes(reports):
         assert _node_block(dot, node)
     # An RNN's cell is a row of its box, not a cluster of its own.
     assert "cluster_shared_gru" not in dot and "shared_gru/gru_cell" not in dot
-    assert "cell GRUCell x9" in _node_block(dot, "shared_gru#1")
+    assert "cell GRUCell &#183; 8 steps" in _node_block(dot, "shared_gru#1")
     heads = {m.group(1) for m in re.finditer(r'"input:[ab]" -> "?([\w#]+)"?', dot)}
     assert heads == {"shared_emb", "shared_emb#1"}
 
@@ -265,7 +290,7 @@ def test_time_distributed_inner_layer_in_its_cluster(reports):
     dot = reports("time_distributed").to_dot()
     assert "subgraph cluster_td_emb {" in dot
     inner = _node_block(dot, "td_emb/emb")
-    assert "Embedding x3" in inner and "generator" in inner
+    assert "Embedding &#183; 3 steps" in inner and "generator" in inner
 
 
 def test_finding_badge_on_its_node(reports):

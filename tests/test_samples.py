@@ -6,11 +6,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
-import json
 import os
 import pathlib
 import warnings
-import zipfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -76,15 +74,29 @@ def _record_mask(layer):
 
 
 def _structure(path: pathlib.Path) -> dict:
-    def strip(node):
+    """The model's config as the installed Keras reads it back, less what Keras itself
+    adds when it serialises a call (so a file saved by another Keras 3 compares equal).
+
+    Loading normalises what a Keras version writes differently for the same layer
+    (LayerNormalization saves `axis=-1` on 3.15 and `axis=2` on 3.16); the `training`
+    call argument is recorded by some versions for RNN calls (3.15 writes
+    `training=False`, 3.16 nothing): it is Keras's bookkeeping, not the model.
+    """
+
+    def strip(node, key=None):
         if isinstance(node, dict):
-            return {k: strip(v) for k, v in node.items() if k != "shared_object_id"}
+            return {
+                k: strip(v, k)
+                for k, v in node.items()
+                if k != "shared_object_id" and not (key == "kwargs" and k == "training")
+            }
         if isinstance(node, list):
             return [strip(v) for v in node]
         return node
 
-    with zipfile.ZipFile(path) as zf:
-        return strip(json.loads(zf.read("config.json")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return strip(keras.saving.load_model(path).get_config())
 
 
 # --------------------------------------------------------------------------- catalogue

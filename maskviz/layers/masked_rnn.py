@@ -536,11 +536,24 @@ class _CellWrappingRNN(MaskedRNN):
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> MaskedRNN:
         return cls(**config)
 
-    def __getattr__(self, name: str) -> Any:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
         # units, activation, ... read through to the cell, as on keras.layers.LSTM.
-        if name in type(self)._cell_args and "cell" in self.__dict__:
-            return getattr(self.__dict__["cell"], name)
-        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        # Properties, not `__getattr__`: on the torch backend a layer is a
+        # `torch.nn.Module`, whose own `__getattr__` finds `self.cell` (kept in
+        # `_modules`, not `__dict__`) and must not be shadowed.
+        for name in cls._cell_args:
+            if name not in cls.__dict__:
+                setattr(cls, name, property(_cell_reader(name)))
+
+
+def _cell_reader(name: str) -> Any:
+    def read(self: MaskedRNN) -> Any:
+        return getattr(self.cell, name)
+
+    read.__name__ = name
+    read.__doc__ = f"The cell's `{name}`."
+    return read
 
 
 @keras.saving.register_keras_serializable(package="maskviz")

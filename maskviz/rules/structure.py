@@ -61,7 +61,11 @@ def mask_dropped(ctx: Context) -> Iterator[Finding]:
     ## What it does
     Flags a layer call that received a tensor carrying a mask and returned tensors
     without one (or with a weaker one: positions the incoming mask dropped are kept
-    again), while a mask-using layer or a model output lies downstream.
+    again), while a mask-using layer or a per-step model output lies downstream. A layer
+    with sublayers is judged by what it returns: an RNN (whose cell is its child) or a
+    `TimeDistributed` that drops the mask is named itself; a nested model is named only
+    when none of its inner calls dropped the mask. For Keras's own layers the advice names
+    what the installed Keras does and a repair (a `maskviz.layers` twin, or `mask=`).
 
     ## Why is this bad?
     Downstream layers (an RNN, attention, pooling, the loss) then treat padding as
@@ -97,13 +101,15 @@ def mask_dropped(ctx: Context) -> Iterator[Finding]:
         seq = _seq_input(call)
         if seq is None or seq.mask is None:
             continue
-        if call.id in kids:  # a container: the inner call that drops it is flagged
+        if call.id in kids and not _owns_mask(call) and _dropped_inside(call, kids):
+            # A nested model or a layer that leaves masks to its sublayers: the inner
+            # call that drops the mask is flagged, not the container too.
             continue
-        parent = by_id.get(call.parent) if call.parent else None
-        if parent is not None and not parent.is_functional and parent.call_accepts_mask:
-            # Inside a layer that takes the mask itself (MultiHeadAttention,
-            # Bidirectional, a keras-hub block): its own code applies it (or, when it
-            # got none, MV102 says so there), not its sublayers.
+        if _owned_by_parent(call, by_id):
+            # Inside a layer that takes the mask itself (an RNN and its cell,
+            # MultiHeadAttention, Bidirectional, a keras-hub block): its own code
+            # applies it and decides what comes out, so that layer is flagged (or, when
+            # it got none, MV102 says so there), not its sublayers.
             continue
         if call.mask_weakened:
             kept_in = seq.mask.kept
@@ -131,8 +137,13 @@ def mask_dropped(ctx: Context) -> Iterator[Finding]:
         users = [
             c for c in downstream if c.call_accepts_mask and c.via == "__call__" and not c.received
         ]
+        down_ids = {c.id for c in downstream}
+        # An output that still has the call's (batch, time) axes: its loss is per step,
+        # so padding counts there (a pooled output's leak is the oracle's business).
         reaches_output = any(
-            o.source == call.id or o.source in {c.id for c in downstream} for o in ctx.trace.outputs
+            (o.source == call.id or o.source in down_ids)
+            and tuple(o.shape[:2]) == tuple(seq.shape[:2])
+            for o in ctx.trace.outputs
         )
         if users:
             severity = Severity.ERROR
@@ -152,15 +163,94 @@ def mask_dropped(ctx: Context) -> Iterator[Finding]:
             f"{seq.arg} {_shape(seq.shape)} with mask {_shape(seq.mask.shape)} and returned "
             f"{_shape(call.outputs[0].shape)} with no mask; {why}. Expected a layer "
             "with `supports_masking=True` or a mask-aware replacement.",
-            suggestion=_drop_suggestion(call),
+            suggestion=_drop_suggestion(call, _keras_builtin(ctx, call)),
             severity=severity,
             fix=_drop_fix(call),
             details=(("downstream_users", tuple(c.path for c in users[:5])),),
         )
 
 
-def _drop_suggestion(call: Any) -> str:
+def _owns_mask(call: Any) -> bool:
+    """A layer whose own code takes the mask (`call(..., mask=None)`), not a model whose
+    masks flow through its graph."""
+    return call.call_accepts_mask and not call.is_functional
+
+
+def _owned_by_parent(call: Any, by_id: dict[str, Any]) -> bool:
+    parent = by_id.get(call.parent) if call.parent else None
+    return parent is not None and _owns_mask(parent)
+
+
+def _dropped_inside(call: Any, kids: dict[str, list[Any]]) -> bool:
+    """Some call inside `call` got a masked sequence and returned no mask."""
+    for kid in kids.get(call.id, []):
+        seq = _seq_input(kid)
+        if kid.via == "__call__" and seq is not None and seq.mask is not None:
+            if kid.outputs and not kid.output_masked:
+                return True
+        if _dropped_inside(kid, kids):
+            return True
+    return False
+
+
+def _keras_builtin(ctx: Context, call: Any) -> str | None:
+    """The installed Keras's version when `call`'s layer is one of Keras's own classes
+    (its code is not the user's to edit), else `None`. Chooses advice, never a verdict."""
+    if ctx.model is None:
+        return None
+    from .. import _keras_internals as ki
+
+    layer = ctx.model
+    for part in call.path.split("/"):
+        layer = next((s for s in ki.direct_sublayers(layer) if s.name == part), None)
+        if layer is None:
+            return None
+    module = type(layer).__module__ or ""
+    if module == "keras" or module.startswith(("keras.", "keras_hub.")):
+        return ctx.trace.keras_version
+    return None
+
+
+# The repair for a Keras layer that does not pass its mask on: a `maskviz.layers` twin
+# where there is one (the class name only picks the advice, the verdict is observed).
+_TWINS = {
+    "LSTM": "MaskedLSTM.from_layer(lstm)",
+    "GRU": "MaskedGRU.from_layer(gru)",
+    "SimpleRNN": "MaskedRNN.from_layer(rnn)",
+    "RNN": "MaskedRNN.from_layer(rnn)",
+    "TimeDistributed": "MaskedTimeDistributed(inner_layer)",
+    "Conv1D": "MaskedConv1D.from_layer(conv)",
+    "GlobalMaxPooling1D": "MaskedGlobalMaxPooling1D()",
+}
+
+
+def _builtin_advice(call: Any, version: str, computed: Any) -> str:
+    """Advice for one of Keras's own layers: what this Keras version does, and the repair
+    (a `maskviz.layers` twin, or an explicit `mask=` downstream), never "edit the class"."""
     cls = call.class_name
+    did = (
+        f"On Keras {version}, `{cls}` does not pass its mask on "
+        f"(`supports_masking` is {call.supports_masking}"
+        + (", although its `compute_mask` returns one" if computed is not None else "")
+        + ")."
+    )
+    twin = _TWINS.get(cls)
+    repair = (
+        f"Use `maskviz.layers.{twin}` (same weights; it passes the mask on), or pass"
+        if twin
+        else "Pass"
+    )
+    return (
+        f"{did} {repair} the mask on yourself: keep it "
+        "(`mask = keras.ops.not_equal(tokens, 0)`, or the input's mask) and give it to the "
+        f"next layer that uses it, `layer(y, mask=mask)`."
+    )
+
+
+def _drop_suggestion(call: Any, builtin: str | None = None) -> str:
+    cls = call.class_name
+    if builtin is not None and call.call_accepts_mask:
+        return _builtin_advice(call, builtin, call.computed_mask)
     if getattr(call, "kind", "layer") == "op":
         return (
             f"`{call.name}` is a `keras.ops` call: ops never carry masks on. Do this step "
@@ -661,7 +751,12 @@ def compute_mask_ignored(ctx: Context) -> Iterator[Finding]:
     """
     ## What it does
     Flags a call whose output carries a mask that differs from what the layer's own
-    `compute_mask` returns for the same inputs.
+    `compute_mask` returns for the same inputs. When that loses a mask something
+    downstream needs, MV101 reports it instead (one finding per cause); a layer inside a
+    wrapper that takes the mask (the LSTMs of a `Bidirectional`) is the wrapper's
+    business. For one of Keras's own layers (an `LSTM` on a Keras whose RNNs do not pass
+    masks on) it is info: it names what the installed Keras does and the repair
+    (a `maskviz.layers` twin or an explicit `mask=`), since the class is not yours to edit.
 
     ## Why is this bad?
     Keras calls `compute_mask` only when `supports_masking` is true and the output
@@ -689,14 +784,39 @@ def compute_mask_ignored(ctx: Context) -> Iterator[Finding]:
     ## Fix safety
     *Display-only*: it depends on which of the two masks was meant.
     """
+    by_id = ctx.trace.by_id()
+    dropped = {f.call_id for f in mask_dropped(ctx)}
     for call in ctx.trace.calls:
         if call.via != "__call__" or call.computed_mask_matches is not False:
+            continue
+        if _owned_by_parent(call, by_id):
+            # The wrapper around it (Bidirectional, an RNN) decides what comes out.
             continue
         attached = call.outputs[0].mask if call.outputs else None
         made = call.computed_mask[0] if call.computed_mask else None
         if made is None:
             # `compute_mask` returns None on purpose in layers that attach their mask
             # in `call` (ReversibleEmbedding, keras-hub's TokenAndPositionEmbedding).
+            continue
+        what = (
+            f"`{call.path}` ({call.class_name}) output carries "
+            f"{'no mask' if attached is None else 'mask ' + _shape(attached.shape)}, but its "
+            f"`compute_mask` returns a mask {_shape(made.shape)}"
+        )
+        builtin = _keras_builtin(ctx, call)
+        if builtin is not None and call.id in dropped:
+            continue  # one cause, one finding: MV101 names it with the same advice
+        if builtin is not None:
+            # Keras's own layer, by its design in this version: nothing to edit, and
+            # nothing downstream needs the mask (else MV101 fires here instead).
+            yield ctx.finding(
+                "MV111",
+                call,
+                f"{what}. No layer downstream needs it, so nothing is lost here yet.",
+                suggestion=_builtin_advice(call, builtin, made),
+                severity=Severity.INFO,
+                fix=Fix(Applicability.DISPLAY_ONLY, "pass the mask on with a twin or mask="),
+            )
             continue
         why = (
             "`supports_masking` is False, so Keras never calls `compute_mask`"
@@ -706,10 +826,7 @@ def compute_mask_ignored(ctx: Context) -> Iterator[Finding]:
         yield ctx.finding(
             "MV111",
             call,
-            f"`{call.path}` ({call.class_name}) output carries "
-            f"{'no mask' if attached is None else 'mask ' + _shape(attached.shape)}, but its "
-            f"`compute_mask` returns "
-            f"{'None' if made is None else 'a mask ' + _shape(made.shape)}: {why}.",
+            f"{what}: {why}.",
             suggestion=(
                 "Make them agree: set `supports_masking = True` (or drop the override), and "
                 "return a new tensor from `call` rather than the input itself."
