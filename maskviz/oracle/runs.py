@@ -13,24 +13,15 @@ import numpy as np
 
 @contextlib.contextmanager
 def preserved_state(model: Any) -> Iterator[Any]:
-    """Yields a `reset()` that puts every variable of `model` back to its value on
+    """Yields a `reset()` that puts every state variable of `model` (RNN states kept
+    outside `layer.variables` included; see `ki.snapshot_state`) back to its value on
     entry; the values are restored on exit too."""
-    variables = list(getattr(model, "variables", ()) or ())
-    saved = []
-    for v in variables:
-        try:
-            saved.append(np.array(v.numpy(), copy=True))
-        except Exception:
-            saved.append(None)
+    from .. import _keras_internals as ki
+
+    saved = ki.snapshot_state(model)
 
     def reset() -> None:
-        for v, s in zip(variables, saved):
-            if s is None:
-                continue
-            try:
-                v.assign(s)
-            except Exception:
-                pass
+        ki.restore_state(saved)
 
     try:
         yield reset

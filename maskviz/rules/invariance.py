@@ -71,7 +71,8 @@ def padding_dependent_output(ctx: Context) -> Iterator[Finding]:
     row that is not padded on the left; *warning* when only the side of the padding
     matters (BERT reads its `[CLS]` token at position 0: right for right padding) or
     only left-padded rows change (a causal model that reads padding before the real
-    steps).
+    steps), unless the change first appears at a call whose input carried a mask: that
+    mask declared the steps padding, so where they sit must not move real outputs.
 
     ## Why is this bad?
     The prediction for a sentence depends on how long the longest sentence of its
@@ -115,8 +116,13 @@ def padding_dependent_output(ctx: Context) -> Iterator[Finding]:
         # row that is not padded on the left; a model that depends only on the side
         # of the padding, or only in left-padded rows, is right for data padded the
         # way it was trained (BERT reads position 0), so that is a warning.
+        # The side counts too where the change first appears at a call whose input
+        # carried a mask: the mask declared those steps padding, yet where they sit moves
+        # the call's real outputs (a mask dropped there, e.g. Flatten after Masking).
         error = any(
             v.invariance in ("length", "truncation") and not v.left_padding_only for _, v in items
+        ) or (
+            call is not None and call.input_masked and any(v.invariance == "side" for _, v in items)
         )
         side_only = all(v.invariance == "side" for _, v in items)
         parts = [
