@@ -54,32 +54,12 @@ def RNN_DROPS_MASK(t):  # noqa: N802
 # observed here, never assumed from a version number. When a case starts passing,
 # its strict xfail fails: delete its entry.
 XFAIL: dict[str, tuple[str, Callable[[rb.Truth], bool]]] = {
-    "global_max_pool_over_padding": (
-        "GlobalMaxPooling1D ignores the mask; the max over left padding is not flagged",
-        LEAK,
-    ),
-    "custom_masked_mean_divides_by_all_steps": (
-        "a custom layer that uses the mask but divides by all steps is not flagged",
-        LEAK,
-    ),
-    "softmax_over_masked_positions": (
-        "Masking on a 2-D (batch, time) input then softmax over time is not flagged",
-        LEAK,
-    ),
     "mha_attention_mask_wrong_axis": (
         "a hand-built attention_mask that masks queries instead of keys is not flagged",
         LEAK,
     ),
-    "attention_then_ops_mean": (
-        "keras.ops.mean over time after a masked Attention is not flagged",
-        LEAK,
-    ),
     "unmasked_rnn_left_padding": (
         "left-padded zero steps in a model with no Keras mask are not flagged",
-        LEAK,
-    ),
-    "flatten_after_bilstm": (
-        "Flatten over a masked BiLSTM + BatchNormalization (fixed length) is not flagged",
         LEAK,
     ),
     "conv_head_loss_counts_padding": (
@@ -90,29 +70,9 @@ XFAIL: dict[str, tuple[str, Callable[[rb.Truth], bool]]] = {
         "a key mask built from embedding values (never zero) in a subclassed model",
         LEAK,
     ),
-    "repeatvector_autoencoder_loss": (
-        "RepeatVector drops the mask of a fixed-length autoencoder; its loss counts padding",
-        LEAK,
-    ),
-    "lambda_average_over_timesteps": (
-        "a Lambda mean over time after a masked per-step softmax is not flagged",
-        LEAK,
-    ),
-    "flatten_softmax_attention_over_lstm": (
-        "when the LSTM stops passing its mask on, Flatten -> softmax over time is not flagged",
-        RNN_DROPS_MASK,
-    ),
     "masking_5d_convlstm2d": (
         "MV103 on Masking -> ConvLSTM2D although the padded model is invariant",
         CLEAN,
-    ),
-    "lstm_global_average_pooling": (
-        "when the LSTM stops passing its mask on, the GAP over padded steps is not flagged",
-        LEAK,
-    ),
-    "go_backwards_unreversed_concat": (
-        "when the mask is not passed on, the misaligned go_backwards output is not flagged",
-        RNN_DROPS_MASK,
     ),
     "masked_lstm_sequence_loss": (
         "when the LSTM stops passing its mask on, the loss counting padding is not flagged",
