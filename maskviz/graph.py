@@ -43,9 +43,6 @@ import networkx as nx
 MASK_STATES = ("not-delivered", "wrong-rank", "carried", "none")
 """Edge mask states, worst first."""
 
-_RANK_MISMATCH_RULE = "MV103"
-# Wrappers whose mask legitimately has more than two axes (batch, time, inner time).
-_MULTI_AXIS_MASK_OK = frozenset({"TimeDistributed"})
 
 
 def worst_state(states: Iterable[str]) -> str:
@@ -64,8 +61,8 @@ def _prefix(mask_shape: tuple, shape: tuple) -> bool:
 def mask_state(tensor: Any, consumer: Any | None, *, rank_finding: bool = False) -> str:
     """The mask state of `tensor` (a `TensorInfo`) going into `consumer` (a `CallRecord`).
 
-    `consumer=None` is a model output. `rank_finding` says the consumer has a
-    mask-rank-mismatch finding.
+    `consumer=None` is a model output. `rank_finding` says a rule found that the mask
+    the consumer got does not fit it (a finding with the detail `mask_misfit`).
     """
     m = tensor.mask
     if m is None:
@@ -74,14 +71,9 @@ def mask_state(tensor: Any, consumer: Any | None, *, rank_finding: bool = False)
         return "wrong-rank" if not _prefix(m.shape, tensor.shape) else "carried"
     if consumer.observed and consumer.call_accepts_mask and consumer.received_mask is None:
         return "not-delivered"
+    # Drawn from what the rules observed (a finding marked `mask_misfit`) and from the
+    # shapes, never from class names: a wrapper whose per-step mask is right is "carried".
     if rank_finding or not _prefix(m.shape, tensor.shape):
-        return "wrong-rank"
-    if (
-        m.rank > 2
-        and len(tensor.shape) > 3
-        and consumer.call_accepts_mask
-        and consumer.class_name not in _MULTI_AXIS_MASK_OK
-    ):
         return "wrong-rank"
     return "carried"
 
@@ -128,8 +120,11 @@ def build_graph(trace: Any, findings: Iterable[Any] = ()) -> nx.DiGraph:
     ids = {c.id for c in calls}
     by_call: dict[str, list[dict[str, str]]] = {}
     loose: list[dict[str, str]] = []
+    misfit: set[str] = set()
     for f in findings:
         entry = {"rule": f.rule, "name": f.name, "severity": f.severity.value}
+        if dict(f.details).get("mask_misfit"):
+            misfit.add(f.call_id)
         if f.call_id in ids:
             by_call.setdefault(f.call_id, []).append(entry)
         else:
@@ -197,7 +192,7 @@ def build_graph(trace: Any, findings: Iterable[Any] = ()) -> nx.DiGraph:
         )
 
     for c in calls:
-        rank_finding = any(f["rule"] == _RANK_MISMATCH_RULE for f in by_call.get(c.id, []))
+        rank_finding = c.id in misfit
         for pos, t in enumerate(c.inputs):
             state = mask_state(t, c, rank_finding=rank_finding)
             tensor = {

@@ -436,7 +436,7 @@ def mask_rank_mismatch(ctx: Context) -> Iterator[Finding]:
                     "(batch, time) for inputs of any rank."
                 ),
                 fix=Fix(Applicability.SAFE, "make the mask per timestep (maskviz fix)"),
-                details=(("mask_source", src),),
+                details=(("mask_source", src), ("mask_misfit", True)),
             )
         for t in call.outputs:
             if t.mask is not None and t.mask.rank > len(t.shape):
