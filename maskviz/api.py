@@ -184,7 +184,13 @@ def inspect(
             run_oracle = None
         if run_oracle is not None:
             oracle_result = run_oracle(model, probe, trace, seed=seed)
-    ctx = Context(trace=trace, probe=probe, oracle=oracle_result, model=model)
+    ctx = Context(
+        trace=trace,
+        probe=probe,
+        oracle=oracle_result,
+        model=model,
+        loss=loss if loss is not None else getattr(model, "loss", None),
+    )
     findings = run_rules(ctx, select=select)
     return Report(
         trace=trace,

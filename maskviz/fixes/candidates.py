@@ -492,7 +492,12 @@ def candidates_for(finding: Any, model: Any, trace: Any) -> list[Candidate]:
             path = op.name
             if path not in by_path or by_path[path] is not op:
                 continue
-            sites.append(Site(path, op, first_call.get(path), is_op=not ki.is_layer(op)))
+            call = first_call.get(path)
+            if call is None and not ki.is_layer(op):
+                # An op the trace does not record only computes a layer's mask
+                # (`maskviz.trace.ops`): not a step of the data.
+                continue
+            sites.append(Site(path, op, call, is_op=not ki.is_layer(op)))
     seen: set[Candidate] = set()
     out: list[Candidate] = []
     for site in sites:
