@@ -256,7 +256,13 @@ def _check(
                 sample_weight=sample_weight,
             ),
         )
-    ctx = Context(trace=trace, probe=probe, oracle=oracle_result, model=model)
+    ctx = Context(
+        trace=trace,
+        probe=probe,
+        oracle=oracle_result,
+        model=model,
+        loss=loss if loss is not None else getattr(model, "loss", None),
+    )
     findings = run_rules(ctx, select=select)
     return Report(
         trace=trace,

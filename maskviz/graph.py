@@ -44,7 +44,6 @@ MASK_STATES = ("not-delivered", "wrong-rank", "carried", "none")
 """Edge mask states, worst first."""
 
 
-
 def worst_state(states: Iterable[str]) -> str:
     """The worst of several mask states (`"none"` for no states)."""
     ranked = sorted(states, key=MASK_STATES.index)

@@ -1551,5 +1551,7 @@ def maskviz_errors(c: Case, model=None) -> list[str]:
         names = set()
     if set(data) != names:  # positional keys, as in an .npz saved without names
         data = {f"arr_{i}": v for i, v in enumerate(data.values())}
-    report = maskviz.inspect(model, data=data)
+    # The loss the case trains with, as a user gives it (`--loss`); the truth
+    # measures the loss for the same cases.
+    report = maskviz.inspect(model, data=data, loss=c.loss)
     return sorted({f.rule for f in report.at_or_above("error")})

@@ -419,6 +419,28 @@ def layers_by_path(model: Any) -> dict[str, Any]:
     return found
 
 
+def sites_by_path(model: Any) -> dict[str, Any]:
+    """Every place a repair can go, under the path the trace gives its call: the
+    layers of `layers_by_path`, and the `keras.ops` nodes of the model's Functional
+    graphs (and of its nested Functional models), which the trace records as calls
+    of their own (`CallRecord.kind == "op"`, path `encoder/mean`)."""
+    from .. import _keras_internals as ki
+
+    found = layers_by_path(model)
+    graphs = [("", model)] + [(path + "/", layer) for path, layer in found.items()]
+    seen: set[int] = set()
+    for prefix, owner in graphs:
+        fn = ki.functional_of(owner)
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        for node in ki.functional_nodes(fn):
+            op = ki.node_parts(node)[0]
+            if not ki.is_layer(op) and ki.is_operation(op):
+                found.setdefault(prefix + op.name, op)
+    return found
+
+
 def _upstream(model: Any, start: Any) -> list[Any]:
     """The operations (layers and ops) of `model`'s own graph upstream of `start`,
     nearest first (breadth-first), input layers excluded."""
@@ -453,7 +475,7 @@ def candidates_for(finding: Any, model: Any, trace: Any) -> list[Candidate]:
     upstream of it in the model's graph (nearest first), without duplicates."""
     from .. import _keras_internals as ki
 
-    by_path = layers_by_path(model)
+    by_path = sites_by_path(model)
     calls = trace.by_id()
     first_call = {}
     for c in trace.calls:
@@ -461,15 +483,21 @@ def candidates_for(finding: Any, model: Any, trace: Any) -> list[Candidate]:
     sites: list[Site] = []
     own = by_path.get(finding.path)
     if own is not None:
-        sites.append(Site(finding.path, own, calls.get(finding.call_id)))
+        sites.append(
+            Site(finding.path, own, calls.get(finding.call_id), is_op=not ki.is_layer(own))
+        )
     top = by_path.get(finding.path.split("/")[0])
     if top is not None:
         for op in _upstream(model, top)[:UPSTREAM_SITES]:
             path = op.name
-            if ki.is_layer(op) and path in by_path:
-                sites.append(Site(path, op, first_call.get(path)))
-            elif not ki.is_layer(op):
-                sites.append(Site(path, op, None, is_op=True))
+            if path not in by_path or by_path[path] is not op:
+                continue
+            call = first_call.get(path)
+            if call is None and not ki.is_layer(op):
+                # An op the trace does not record only computes a layer's mask
+                # (`maskviz.trace.ops`): not a step of the data.
+                continue
+            sites.append(Site(path, op, call, is_op=not ki.is_layer(op)))
     seen: set[Candidate] = set()
     out: list[Candidate] = []
     for site in sites:
@@ -484,9 +512,10 @@ def downstream_candidates(model: Any, site: str, trace: Any, limit: int = UPSTRE
     """Candidates at the calls downstream of `site` in `trace` (nearest first): where
     a repair's new mask goes next, for a repair that needs a partner (a wrapper
     downstream that hands the repaired mask on unchanged)."""
+    from .. import _keras_internals as ki
     from ..rules import iter_downstream
 
-    by_path = layers_by_path(model)
+    by_path = sites_by_path(model)
     start = next((c for c in trace.calls if c.path == site), None)
     if start is None:
         return []
@@ -499,5 +528,6 @@ def downstream_candidates(model: Any, site: str, trace: Any, limit: int = UPSTRE
         seen += 1
         if seen > limit:
             break
-        out.extend(c for c in propose(Site(call.path, layer, call)) if c not in out)
+        site_ = Site(call.path, layer, call, is_op=not ki.is_layer(layer))
+        out.extend(c for c in propose(site_) if c not in out)
     return out

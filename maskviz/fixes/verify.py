@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..findings import Finding, Severity
-from .candidates import Candidate, NotApplicable, layers_by_path
+from .candidates import Candidate, NotApplicable, sites_by_path
 
 # Tolerance of output comparisons (float32 outputs of rebuilt layers).
 RTOL = 1e-4
@@ -108,7 +108,7 @@ def rebuild(
 
     from .. import _keras_internals as ki
 
-    by_path = layers_by_path(model)
+    by_path = sites_by_path(model)
     path_of = {id(layer): path for path, layer in by_path.items()}
     replacing = {c.site: c for c in candidates if type(c).replace is not Candidate.replace}
     hooks: dict[tuple[str, int], list[Candidate]] = {}

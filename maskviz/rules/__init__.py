@@ -109,12 +109,15 @@ class Context:
         probe: the probe batch (or the user's `--data`).
         oracle: the leak oracle's result, or `None` when it did not run.
         model: the Keras model itself (rules must not change it).
+        loss: the loss the model trains with (`inspect(loss=...)`, else the model's
+            compiled loss), or `None` when none is known.
     """
 
     trace: Any
     probe: Any = None
     oracle: Any = None
     model: Any = None
+    loss: Any = None
 
     def finding(
         self,

@@ -152,7 +152,12 @@ def mask_dropped(ctx: Context) -> Iterator[Finding]:
                 "but will get none"
             )
         elif reaches_output and _keeps_time(call):
-            severity = Severity.WARNING
+            # Keras weights the loss by the mask of a model output: an output that
+            # still has this call's (batch, time) axes would have carried the mask,
+            # so a loss the model trains with counts padding (a layer or an op alike).
+            # Without a known loss, an output's padded steps are the caller's to skip.
+            trains = ctx.loss is not None and _output_keeps_time(ctx, call, downstream)
+            severity = Severity.ERROR if trains else Severity.WARNING
             why = "the model output it reaches loses its mask, so the loss counts padding"
         else:
             continue
@@ -168,6 +173,17 @@ def mask_dropped(ctx: Context) -> Iterator[Finding]:
             fix=_drop_fix(call),
             details=(("downstream_users", tuple(c.path for c in users[:5])),),
         )
+
+
+def _output_keeps_time(ctx: Context, call: Any, downstream: list) -> bool:
+    """A model output reached from `call` has `call`'s (batch, time) axes and no
+    mask: the mask dropped at `call` would have reached it (and weighted the loss)."""
+    ids = {call.id} | {c.id for c in downstream}
+    axes = tuple(call.outputs[0].shape[:2])
+    return any(
+        o.source in ids and o.mask is None and len(o.shape) >= 2 and tuple(o.shape[:2]) == axes
+        for o in ctx.trace.outputs
+    )
 
 
 def _owns_mask(call: Any) -> bool:
