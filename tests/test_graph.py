@@ -157,8 +157,9 @@ def _tensor(shape, mask_shape):
         ((4, 8, 16), (4, 8), {"received_mask": None, "call_accepts_mask": False}, "carried"),
         ((4, 8, 16), (4, 6), {}, "wrong-rank"),
         ((4, 8), (4, 8, 16), {}, "wrong-rank"),
-        # Masking on 5-D frames: a 4-D mask into a mask-accepting layer.
-        ((4, 8, 6, 6, 2), (4, 8, 6, 6), {}, "wrong-rank"),
+        # Masking on 5-D frames: a 4-D mask fits its tensor's leading axes; whether the
+        # consumer can use it is the rules' observation (`rank_finding`), not the class's.
+        ((4, 8, 6, 6, 2), (4, 8, 6, 6), {}, "carried"),
         ((4, 8, 6, 6, 2), (4, 8, 6, 6), {"call_accepts_mask": False}, "carried"),
         # Broadcast axes (attention masks) line up.
         ((4, 2, 8, 8), (4, 1, 1, 8), {"call_accepts_mask": False}, "carried"),
@@ -177,3 +178,25 @@ def test_worst_state_order():
     assert worst_state(["none", "carried"]) == "carried"
     assert worst_state(["carried", "wrong-rank", "not-delivered"]) == "not-delivered"
     assert worst_state([]) == "none"
+
+
+def test_correct_masked_time_distributed_edges_are_not_wrong_rank():
+    """Issue 9: a class list in graph.py drew a correct `MaskedTimeDistributed` model's
+    (batch, time, words) mask as wrong-rank while the rules found nothing."""
+    import keras
+
+    import maskviz
+    from maskviz.graph import build_graph
+    from maskviz.layers import MaskedLSTM, MaskedTimeDistributed
+
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((None, 5), dtype="int32", name="tokens")
+    words = MaskedTimeDistributed(keras.layers.Embedding(30, 4, mask_zero=True))(tokens)
+    sentences = MaskedTimeDistributed(keras.layers.LSTM(4))(words)
+    model = keras.Model(tokens, MaskedLSTM(3)(sentences))
+    report = maskviz.inspect(model)
+    assert not [f for f in report.findings if f.rule in ("MV103", "MV121")], report
+    g = build_graph(report.trace, report.findings)
+    states = {d.get("mask_state") for _, _, d in g.edges(data=True)}
+    assert "wrong-rank" not in states, states
+    assert "carried" in states, states
