@@ -43,9 +43,13 @@ def leaking_calls(ctx: Context) -> set[str]:
         return set()
     try:
         got = oracle.leaking_calls
-        return set(got() if callable(got) else got)
+        calls = set(got() if callable(got) else got)
     except Exception:
         return set()
+    inv = getattr(oracle, "invariance", None)
+    for v in getattr(inv, "violations", ()) or ():  # length/side/truncation: where first seen
+        calls.update(v.calls)
+    return calls
 
 
 def _severity(ctx: Context, call: Any, *, related: tuple[str, ...] = ()) -> Severity:

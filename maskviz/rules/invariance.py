@@ -72,7 +72,8 @@ def padding_dependent_output(ctx: Context) -> Iterator[Finding]:
     matters (BERT reads its `[CLS]` token at position 0: right for right padding) or
     only left-padded rows change (a causal model that reads padding before the real
     steps), unless the change first appears at a call whose input carried a mask: that
-    mask declared the steps padding, so where they sit must not move real outputs.
+    mask declared the steps padding, so where they sit must not move real outputs. With
+    `--data`, left-padded rows are the user's own: a change in them is an error too.
 
     ## Why is this bad?
     The prediction for a sentence depends on how long the longest sentence of its
@@ -119,8 +120,12 @@ def padding_dependent_output(ctx: Context) -> Iterator[Finding]:
         # The side counts too where the change first appears at a call whose input
         # carried a mask: the mask declared those steps padding, yet where they sit moves
         # the call's real outputs (a mask dropped there, e.g. Flatten after Masking).
+        # Left-padded rows of the user's own data (`--data`) are real: a change there
+        # counts, whereas the probe's left-padded row only shows what left padding would do.
+        from_data = bool(getattr(ctx.probe, "from_data", False))
         error = any(
-            v.invariance in ("length", "truncation") and not v.left_padding_only for _, v in items
+            v.invariance in ("length", "truncation") and (from_data or not v.left_padding_only)
+            for _, v in items
         ) or (
             call is not None and call.input_masked and any(v.invariance == "side" for _, v in items)
         )
