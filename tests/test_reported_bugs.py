@@ -58,15 +58,6 @@ XFAIL: dict[str, tuple[str, Callable[[rb.Truth], bool]]] = {
         "a hand-built attention_mask that masks queries instead of keys is not flagged",
         LEAK,
     ),
-    "unmasked_rnn_left_padding": (
-        "left-padded zero steps in a model with no Keras mask are not flagged",
-        LEAK,
-    ),
-    "conv_head_loss_counts_padding": (
-        "where the LSTM itself stops passing the mask on (observed), the RNN container "
-        "that drops it is not flagged; where it passes it on, MV101 flags the Conv1D head",
-        RNN_DROPS_MASK,
-    ),
     "key_mask_from_embedding_sum": (
         "a key mask built from embedding values (never zero) in a subclassed model",
         LEAK,
@@ -74,10 +65,6 @@ XFAIL: dict[str, tuple[str, Callable[[rb.Truth], bool]]] = {
     "masking_5d_convlstm2d": (
         "MV103 on Masking -> ConvLSTM2D although the padded model is invariant",
         CLEAN,
-    ),
-    "masked_lstm_sequence_loss": (
-        "when the LSTM stops passing its mask on, the loss counting padding is not flagged",
-        LEAK,
     ),
 }
 
