@@ -202,15 +202,17 @@ def restore_state(saved: list[tuple[Any, Any]]) -> None:
 
 
 @contextlib.contextmanager
-def patched_layer_call(wrapper_factory: Callable[[Callable], Callable]) -> Iterator[None]:
-    """Replaces `Layer.__call__` for the duration of the block; always restored.
+def _patched_dunder_call(
+    cls: type, wrapper_factory: Callable[[Callable], Callable]
+) -> Iterator[None]:
+    """Replaces `cls.__call__` for the duration of the block; always restored.
 
     `wrapper_factory(original)` returns the function to install. It sees only calls made
     by the thread that installed it: other threads' calls run the original. Holds the
     instrumentation lock, so that patches nest and are restored last-in-first-out.
     """
     with _LOCK:
-        original = _Layer.__dict__["__call__"]
+        original = cls.__dict__["__call__"]
         wrapper = wrapper_factory(original)
         owner = threading.get_ident()
 
@@ -220,37 +222,30 @@ def patched_layer_call(wrapper_factory: Callable[[Callable], Callable]) -> Itera
                 return original(self, *args, **kwargs)
             return wrapper(self, *args, **kwargs)
 
-        _Layer.__call__ = __call__
+        cls.__call__ = __call__
         try:
             yield
         finally:
-            _Layer.__call__ = original
+            cls.__call__ = original
 
 
-@contextlib.contextmanager
-def patched_operation_call(wrapper_factory: Callable[[Callable], Callable]) -> Iterator[None]:
-    """Replaces `Operation.__call__` for the duration of the block; always restored.
+def patched_layer_call(
+    wrapper_factory: Callable[[Callable], Callable],
+) -> contextlib.AbstractContextManager:
+    """Replaces `Layer.__call__` for the duration of the block (see `_patched_dunder_call`)."""
+    return _patched_dunder_call(_Layer, wrapper_factory)
+
+
+def patched_operation_call(
+    wrapper_factory: Callable[[Callable], Callable],
+) -> contextlib.AbstractContextManager:
+    """Replaces `Operation.__call__` for the duration of the block.
 
     A Functional model runs each `keras.ops` node of its graph (`ops.mean(x)`,
     `x * 2`, `x[:, 1:]`) through `Operation.__call__`; `Layer.__call__` reaches it
     too, through `super()`, so the wrapper must pass layers through.
     """
-    with _LOCK:
-        original = _Operation.__dict__["__call__"]
-        wrapper = wrapper_factory(original)
-        owner = threading.get_ident()
-
-        @functools.wraps(original)
-        def __call__(self, *args, **kwargs):
-            if threading.get_ident() != owner:
-                return original(self, *args, **kwargs)
-            return wrapper(self, *args, **kwargs)
-
-        _Operation.__call__ = __call__
-        try:
-            yield
-        finally:
-            _Operation.__call__ = original
+    return _patched_dunder_call(_Operation, wrapper_factory)
 
 
 def is_operation(x: Any) -> bool:
