@@ -406,5 +406,14 @@ def test_sequential_model_gets_call_level_repairs():
     data = {"t": zb.tokens()}
     assert leak(model, data) > TOL
     result = maskviz.inspect(model, data={"arr_0": data["t"]}).patch()
-    assert result.ok and [c.kind for c in result.kept] == ["zero-padded"], result.to_text()
+    # Flatten reads each step at its position: the real steps go first (pack-real),
+    # the padded ones are zeroed.
+    assert result.ok and [c.kind for c in result.kept] == ["pack-real"], result.to_text()
     assert leak(result.model, data) <= TOL
+    t = data["t"]
+    left = np.stack([np.concatenate([row[row == 0], row[row != 0]]) for row in t])
+    padded = np.flatnonzero((t == 0).any(axis=1))
+    assert padded.size and not np.array_equal(left, t)
+    np.testing.assert_allclose(
+        np.asarray(result.model(t)), np.asarray(result.model(left)), rtol=1e-4, atol=1e-5
+    )

@@ -224,20 +224,30 @@ def test_clean_model_left_alone(tmp_path):
 
 def test_flatten_after_embedding_is_repaired(tmp_path):
     """Flatten -> Dense after a masked Embedding: the search zeroes the padded steps
-    before Flatten (the finding's own fix was display-only); the padding id's vector
-    then no longer reaches the output (truth computed here)."""
+    before Flatten (the finding's own fix was display-only) and, since Flatten reads
+    each step at its position (MV113), moves the real steps to the front first; the
+    padding id's vector then no longer reaches the output, and the side of the
+    padding no longer matters (truth computed here)."""
     model = load_model(str(sample_path("flatten_after_embedding")))
     out = tmp_path / "flatten.keras"
     result = fix_model_file(model, str(out))
     assert result.ok and out.exists(), result.to_text()
-    assert [c.kind for c in result.kept] == ["zero-padded"]
+    assert [c.kind for c in result.kept] == ["pack-real"]
     fixed = keras.saving.load_model(out)
-    tokens = np.array([[3, 4, 0, 0, 0, 0, 0, 0, 0, 0][: model.input.shape[1]]], "int32")
+    time = model.input.shape[1]
+    tokens = np.array([[3, 4, 0, 0, 0, 0, 0, 0, 0, 0][:time]], "int32")
     emb = next(lyr for lyr in fixed.layers if isinstance(lyr, L.Embedding))
     before = np.asarray(fixed(tokens))
     old = np.asarray(emb.embeddings)
     emb.embeddings.assign(np.where(np.arange(len(old))[:, None] == 0, 5.0, old))
     assert np.allclose(before, np.asarray(fixed(tokens)), atol=1e-6)
+    emb.embeddings.assign(old)
+    left = np.roll(tokens, time - 2, axis=1)  # the same tokens, padded on the left
+    assert left[0, -2:].tolist() == [3, 4]
+    assert np.allclose(before, np.asarray(fixed(left)), atol=1e-5)
+    # Unpadded rows give what the original model gave.
+    full = np.arange(1, time + 1, dtype="int32")[None] % 7 + 1
+    assert np.allclose(np.asarray(model(full)), np.asarray(fixed(full)), atol=1e-5)
 
 
 @keras.saving.register_keras_serializable(package="maskviz_test_patch")

@@ -305,6 +305,55 @@ class Remask(Candidate):
         )
 
 
+@dataclass(frozen=True)
+class PackReal(Candidate):
+    """For a call whose real outputs move with the side of the padding: zero the
+    padded steps, move each row's real steps to the front (as right padding has them)
+    before the call, and, when the call keeps the time axis, put its output steps back
+    where they were, with the input's mask. Rows without padding, and right-padded
+    rows, see the call exactly as before."""
+
+    kind: ClassVar[str] = "pack-real"
+
+    def describe(self) -> str:
+        return (
+            f"zero the padded steps and move the real steps to the front before "
+            f"`{self.site}` (as right padding has them), then put them back in place"
+        )
+
+    def call(self, invoke: Invoke, args: tuple, kwargs: dict) -> Any:
+        from .. import _keras_internals as ki
+        from ..layers import ApplyMask, ZeroPadded
+        from .packing import PackSteps, UnpackSteps
+
+        seq = _sequence(args, kwargs)
+        mask = ki.get_mask(seq) if seq is not None else None
+        if mask is None:
+            raise NotApplicable(f"the input of `{self.site}` carries no mask in the rebuilt graph")
+        name = _safe_name(self.site)
+        zeroed = ZeroPadded(name=f"{name}_zero_padded")(seq)
+        packed = PackSteps(name=f"{name}_pack")(zeroed, mask=mask)
+        args, kwargs = _swap(args, kwargs, seq, packed)
+        out = invoke(args, kwargs)
+        outs = _tensors(out)
+        if len(outs) != 1:
+            raise NotApplicable(f"`{self.site}` has more than one output")
+        y = outs[0]
+        if len(y.shape) >= 2 and y.shape[1] == seq.shape[1] and y.shape[1] is not None:
+            return UnpackSteps(name=f"{name}_unpack")(y, mask=mask)
+        if len(y.shape) >= 3:  # the time axis changed: its mask goes through the call
+            from keras import ops
+
+            from ..layers._masks import as_time_mask
+
+            steps = ops.expand_dims(ops.cast(as_time_mask(mask), "float32"), -1)
+            moved = PackSteps(name=f"{name}_pack_mask")(steps, mask=mask)
+            packed_mask = ops.greater(ops.squeeze(moved, -1), 0.5)
+            carried = _carried_mask(invoke, args, kwargs, packed, packed_mask, self.site)
+            return ApplyMask(name=f"{name}_mask")(y, mask=carried)
+        return out
+
+
 def _swap(args: tuple, kwargs: dict, old: Any, new: Any) -> tuple[tuple, dict]:
     def sub(x: Any) -> Any:
         if x is old:
@@ -500,6 +549,13 @@ def candidates_for(finding: Any, model: Any, trace: Any) -> list[Candidate]:
             sites.append(Site(path, op, call, is_op=not ki.is_layer(op)))
     seen: set[Candidate] = set()
     out: list[Candidate] = []
+    if finding.rule == "MV113" and sites and sites[0].path == finding.path:
+        # Real outputs move with where the padding sits, first at this call: the call
+        # sees its real steps where right padding puts them (verification decides).
+        own_site = sites[0]
+        index = own_site.call.call_index if own_site.call is not None else 0
+        out.append(PackReal(own_site.path, index))
+        seen.add(out[0])
     for site in sites:
         for cand in propose(site):
             if cand not in seen:

@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import MaskvizError
 from ..findings import Severity
 from .candidates import UseTwin, candidates_for
-from .verify import evaluate, padding_invariance
+from .verify import evaluate, padding_invariance, still_fires
 
 
 @dataclass(frozen=True)
@@ -142,9 +142,12 @@ def patch_subclassed(report: Any, *, unsafe_fixes: bool = False) -> Any:
     state = _State()
     changes: list[CodeChange] = []
     invariance = padding_invariance(model, report.probe)
+    repaired: Any = None  # the report of the copy with the last kept change
     for finding in [f for f in report.findings if f.severity == Severity.ERROR]:
         if any(k == (finding.rule, finding.path) for k in state.targets):
             continue
+        if repaired is not None and not still_fires(finding, repaired):
+            continue  # resolved by a change already kept (one change per layer)
         for cand in candidates_for(finding, model, report.trace):
             if not isinstance(cand, UseTwin):
                 state.attempts.append(
@@ -176,6 +179,7 @@ def patch_subclassed(report: Any, *, unsafe_fixes: bool = False) -> Any:
                 state.attempts.append(Attempt(finding, cand, "kept", "", verdict.max_diff))
                 state.kept.append(cand)
                 state.targets[(finding.rule, finding.path)] = cand
+                repaired = verdict.after
                 diff = _diff_for(original_owner, attr, cand.twin)
                 snippet = (
                     ""

@@ -57,7 +57,8 @@ class Attempt:
     Attributes:
         finding: the finding it was tried for.
         candidate: what was tried.
-        outcome: `kept`, `failed`, `unsafe` (it changes unpadded outputs) or
+        outcome: `kept`, `replaced` (kept, then replaced by a candidate at the same
+            call that repairs more), `failed`, `unsafe` (it changes unpadded outputs) or
             `not applicable` (it could not be built into the model).
         reason: why it was not kept (the failed checks), or what it measured.
         max_diff: max |diff| of the outputs on rows without padding.
@@ -195,15 +196,25 @@ def search(report: Any, *, unsafe_fixes: bool = False) -> tuple[_State, Any]:
         changed = {(c.site, c.call_index) for c in state.kept}
         won = False
         for cand in candidates_for(finding, model, current.trace):
-            if (cand.site, cand.call_index) in changed:
+            replaced = _replaced(state, cand)
+            if (cand.site, cand.call_index) in changed and (
+                replaced is None or cand in state.kept or not _replaces(finding, cand)
+            ):
                 continue
+            kept = [c for c in state.kept if c is not replaced]
+            # A candidate that takes the place of a kept one must fix what that one fixed.
+            owed = [
+                f
+                for f in _errors(report)
+                if replaced is not None and state.targets.get(_key(f)) is replaced
+            ]
             try:
-                trial = build_candidate_model(model, [*state.kept, cand], report.trace)
+                trial = build_candidate_model(model, [*kept, cand], report.trace)
             except PatchError as e:
                 state.attempts.append(Attempt(finding, cand, "not applicable", str(e)))
                 continue
             try:
-                verdict = evaluate(model, trial, current, [finding], invariance)
+                verdict = evaluate(model, trial, current, [finding, *owed], invariance)
             except MaskvizError as e:
                 state.attempts.append(Attempt(finding, cand, "failed", f"inspect failed: {e}"))
                 continue
@@ -214,6 +225,16 @@ def search(report: Any, *, unsafe_fixes: bool = False) -> tuple[_State, Any]:
                 state.attempts.append(
                     Attempt(finding, cand, "kept", note, max_diff=verdict.max_diff)
                 )
+                if replaced is not None and replaced in state.kept:
+                    state.kept = kept
+                    for k, c in list(state.targets.items()):
+                        if c is replaced:
+                            state.targets[k] = cand
+                    for i, a in enumerate(state.attempts):
+                        if a.candidate is replaced and a.outcome == "kept":
+                            state.attempts[i] = dataclasses.replace(
+                                a, outcome="replaced", reason=f"replaced by {cand.kind}"
+                            )
                 state.kept.append(cand)
                 state.targets[_key(finding)] = cand
                 current = verdict.after
@@ -255,6 +276,20 @@ def search(report: Any, *, unsafe_fixes: bool = False) -> tuple[_State, Any]:
         if not won:
             given_up.add(_key(finding))
     return state, current
+
+
+def _replaced(state: _State, cand: Candidate) -> Candidate | None:
+    """The kept candidate at `cand`'s site (one repair per call), if any."""
+    return next(
+        (c for c in state.kept if (c.site, c.call_index) == (cand.site, cand.call_index)), None
+    )
+
+
+def _replaces(finding: Finding, cand: Candidate) -> bool:
+    """A candidate may take the place of the one kept at its site when it is a repair
+    of where the padding sits (MV113 at that call): it does what the kept one did
+    (zero the padding, keep the mask) and more, and must verify for both findings."""
+    return cand.kind == "pack-real" and finding.path == cand.site
 
 
 def _follow_up(

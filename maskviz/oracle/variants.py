@@ -155,6 +155,16 @@ def more_padding(probe: Any, seqs: list[Seq]) -> Variant | None:
     return Variant("length", what, values, list(range(batch)), positions, time)
 
 
+def _side_order(keep_row: np.ndarray) -> np.ndarray:
+    """For a right- or left-padded keep row: which base step each step of the row
+    holds once its padding moves to the other side (order kept within the real steps
+    and within the padding)."""
+    real, pads = _real(keep_row), np.nonzero(~keep_row)[0]
+    if layout(keep_row) == "right-padded":
+        return np.concatenate([pads, real])
+    return np.concatenate([real, pads])
+
+
 def other_side(probe: Any, seqs: list[Seq]) -> Variant | None:
     """Right-padded rows padded on the left and left-padded rows on the right."""
     if not seqs:
@@ -163,6 +173,15 @@ def other_side(probe: Any, seqs: list[Seq]) -> Variant | None:
     values = {k: np.asarray(v) for k, v in probe.values.items()}
     positions: list[dict[str, tuple[np.ndarray, np.ndarray]]] = [{} for _ in range(batch)]
     moved = False
+    # Inputs that share a time axis hold the steps of one example: an input without a
+    # padding pattern of its own (features given at every step) moves with the padded
+    # input of the same length, so the pairs of steps stay together. (An input with its
+    # own padding pattern is a sequence of its own, moved by its own padding.)
+    leader: dict[tuple[int, int], np.ndarray] = {}  # (time, row) -> padded keep row
+    for s in seqs:
+        for r in range(batch):
+            if layout(s.keep[r]) in ("right-padded", "left-padded"):
+                leader.setdefault((s.time, r), s.keep[r])
     for s in seqs:
         v = values[s.name].copy()
         for r in range(batch):
@@ -179,6 +198,16 @@ def other_side(probe: Any, seqs: list[Seq]) -> Variant | None:
                 new_idx = idx
             positions[r][s.name] = (idx, new_idx)
         values[s.name] = v
+    names = {s.name for s in seqs}
+    for name, arr in list(values.items()):
+        if name in names or arr.ndim < 2 or arr.shape[0] != batch:
+            continue
+        v = arr.copy()
+        for r in range(batch):
+            lead = leader.get((int(arr.shape[1]), r))
+            if lead is not None:
+                v[r] = arr[r, _side_order(lead)]
+        values[name] = v
     if not moved:
         return None
     return Variant(
