@@ -169,6 +169,14 @@ def state_variables(model: Any, *, trainable: bool = True) -> list[Any]:
     return list(found.values())
 
 
+def _host(v: Any) -> Any:
+    """A variable's value as numpy on any backend (torch values that require grad are
+    detached by `convert_to_numpy`; `.numpy()` refuses them)."""
+    import keras
+
+    return keras.ops.convert_to_numpy(v)
+
+
 def snapshot_state(model: Any) -> list[tuple[Any, Any]]:
     """(variable, copy of its value) for every non-trainable variable of `model`: what a
     forward pass in inference mode can change (RNN states, seed generators, statistics a
@@ -179,7 +187,7 @@ def snapshot_state(model: Any) -> list[tuple[Any, Any]]:
     saved = []
     for v in state_variables(model, trainable=False):
         try:
-            saved.append((v, np.array(v.numpy(), copy=True)))
+            saved.append((v, np.array(_host(v), copy=True)))
         except Exception:  # a variable without a host value (uninitialised): skip it
             continue
     return saved
@@ -191,7 +199,7 @@ def restore_state(saved: list[tuple[Any, Any]]) -> None:
 
     for v, value in saved:
         try:
-            now = v.numpy()
+            now = np.asarray(_host(v))
             same = now.shape == value.shape and np.array_equal(
                 now, value, equal_nan=now.dtype.kind in "fc"
             )

@@ -157,13 +157,13 @@ def _stateful_model(batch: int, features: int) -> keras.Model:
 
 def _states(model) -> list[np.ndarray]:
     layer = model.get_layer("stateful_lstm")
-    return [np.array(s.numpy(), copy=True) for s in layer.states]
+    return [np.array(keras.ops.convert_to_numpy(s), copy=True) for s in layer.states]
 
 
 def _run_from(model, states, x) -> np.ndarray:
     for var, value in zip(model.get_layer("stateful_lstm").states, states):
         var.assign(value)
-    return np.asarray(model(x))
+    return keras.ops.convert_to_numpy(model(x))
 
 
 def test_stateful_rnn_runs_from_its_state_and_keeps_it():

@@ -57,7 +57,7 @@ def _attributes(model) -> dict:
 
 
 def _state_bytes(model) -> list[bytes]:
-    return [np.asarray(v.numpy()).tobytes() for v in ki.state_variables(model)]
+    return [np.asarray(keras.ops.convert_to_numpy(v)).tobytes() for v in ki.state_variables(model)]
 
 
 def _build(name: str):
@@ -120,7 +120,7 @@ def test_inspect_leaves_the_model_as_it_was(name):
         assert _attributes(model) == attributes
         return
     feed = probe.feed()
-    before_out = [np.asarray(o) for o in keras.tree.flatten(model(feed))]
+    before_out = [keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(model(feed))]
     twin(feed)
     weights, attributes = _state_bytes(model), _attributes(model)
 
@@ -129,7 +129,7 @@ def test_inspect_leaves_the_model_as_it_was(name):
     _assert_untouched(model)
     assert _state_bytes(model) == weights
     assert _attributes(model) == attributes
-    after_out = [np.asarray(o) for o in keras.tree.flatten(model(feed))]
+    after_out = [keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(model(feed))]
     for a, b in zip(before_out, after_out):
         np.testing.assert_array_equal(a, b)
     if not model.trainable_weights:

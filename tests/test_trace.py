@@ -107,7 +107,7 @@ def test_timedistributed_inner_call_is_recorded(inspected):
 def _snapshot(model):
     layers = model._flatten_layers(include_self=True, recursive=True)
     return (
-        [w.numpy().copy() for w in model.weights],
+        [np.array(keras.ops.convert_to_numpy(w), copy=True) for w in model.weights],
         [sorted(vars(layer)) for layer in layers],
         ["call" in vars(layer) for layer in layers],
         keras.layers.Layer.__call__,
