@@ -103,14 +103,14 @@ def truncation_truth(model: keras.Model, x: np.ndarray, keep: np.ndarray) -> boo
     steps? Outputs with the input's time axis are compared at the real steps; outputs
     without a time axis whole; resampled time axes on the steps the truncated row
     produced, for rows padded on the right."""
-    full = np.asarray(model(x, training=False))
+    full = keras.ops.convert_to_numpy(model(x, training=False))
     t = x.shape[1]
     for r in range(len(x)):
         idx = np.nonzero(keep[r])[0]
         if len(idx) in (0, t):
             continue
         try:
-            short = np.asarray(model(x[r : r + 1, idx], training=False))[0]
+            short = keras.ops.convert_to_numpy(model(x[r : r + 1, idx], training=False))[0]
         except Exception:
             continue  # too short for this model
         a = full[r]

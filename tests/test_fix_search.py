@@ -342,7 +342,7 @@ def test_fixed_model_trains_in_a_fresh_process(tmp_path):
         result = fix_model_file(model, str(out), data=None)
         assert result.written, result.to_text()
         rows = unpadded_rows(data)
-        expected = np.asarray(model(_feed(model, data)))[rows]
+        expected = keras.ops.convert_to_numpy(model(_feed(model, data)))[rows]
         np.savez(tmp_path / f"{name}.npz", expected=expected, rows=rows, **data)
         jobs[name] = (str(out), str(tmp_path / f"{name}.npz"), list(data))
     script = textwrap.dedent(

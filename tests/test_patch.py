@@ -237,17 +237,19 @@ def test_flatten_after_embedding_is_repaired(tmp_path):
     time = model.input.shape[1]
     tokens = np.array([[3, 4, 0, 0, 0, 0, 0, 0, 0, 0][:time]], "int32")
     emb = next(lyr for lyr in fixed.layers if isinstance(lyr, L.Embedding))
-    before = np.asarray(fixed(tokens))
+    before = keras.ops.convert_to_numpy(fixed(tokens))
     old = np.asarray(emb.embeddings)
     emb.embeddings.assign(np.where(np.arange(len(old))[:, None] == 0, 5.0, old))
-    assert np.allclose(before, np.asarray(fixed(tokens)), atol=1e-6)
+    assert np.allclose(before, keras.ops.convert_to_numpy(fixed(tokens)), atol=1e-6)
     emb.embeddings.assign(old)
     left = np.roll(tokens, time - 2, axis=1)  # the same tokens, padded on the left
     assert left[0, -2:].tolist() == [3, 4]
-    assert np.allclose(before, np.asarray(fixed(left)), atol=1e-5)
+    assert np.allclose(before, keras.ops.convert_to_numpy(fixed(left)), atol=1e-5)
     # Unpadded rows give what the original model gave.
     full = np.arange(1, time + 1, dtype="int32")[None] % 7 + 1
-    assert np.allclose(np.asarray(model(full)), np.asarray(fixed(full)), atol=1e-5)
+    assert np.allclose(
+        keras.ops.convert_to_numpy(model(full)), keras.ops.convert_to_numpy(fixed(full)), atol=1e-5
+    )
 
 
 @keras.saving.register_keras_serializable(package="maskviz_test_patch")

@@ -175,7 +175,7 @@ def test_installed_distribution_is_not_imported_and_the_message_names_the_flags(
     # The user's explicit allowance imports it, and the model then loads and runs.
     model = load_model(planted_model, allow_imports=[PLANTED])
     assert marker.exists()
-    np.testing.assert_allclose(np.asarray(model(FEATURES)), FEATURES * 3.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(FEATURES)), FEATURES * 3.0)
 
 
 def test_allow_import_on_the_command_line(planted_model, tmp_path, monkeypatch):
