@@ -168,13 +168,9 @@ class MaskedReduction(Candidate):
         )
 
     def call(self, invoke: Invoke, args: tuple, kwargs: dict) -> Any:
-        from .. import _keras_internals as ki
         from ..layers import MaskedReduce
 
-        seq = _sequence(args, kwargs)
-        mask = ki.get_mask(seq) if seq is not None else None
-        if mask is None:
-            raise NotApplicable(f"the input of `{self.site}` carries no mask in the rebuilt graph")
+        seq, mask = _masked_input(self.site, args, kwargs)
         layer = MaskedReduce(self.reduction, self.keepdims, name=f"{_safe_name(self.site)}_masked")
         return layer(seq, mask=mask)
 
@@ -196,13 +192,9 @@ class ZeroThenRemask(Candidate):
         return f"zero the padded steps before `{self.site}`{tail}"
 
     def call(self, invoke: Invoke, args: tuple, kwargs: dict) -> Any:
-        from .. import _keras_internals as ki
         from ..layers import ApplyMask, ZeroPadded
 
-        seq = _sequence(args, kwargs)
-        mask = ki.get_mask(seq) if seq is not None else None
-        if mask is None:
-            raise NotApplicable(f"the input of `{self.site}` carries no mask in the rebuilt graph")
+        seq, mask = _masked_input(self.site, args, kwargs)
         name = _safe_name(self.site)
         zeroed = ZeroPadded(name=f"{name}_zero_padded")(seq)
         args, kwargs = _swap(args, kwargs, seq, zeroed)
@@ -322,14 +314,10 @@ class PackReal(Candidate):
         )
 
     def call(self, invoke: Invoke, args: tuple, kwargs: dict) -> Any:
-        from .. import _keras_internals as ki
         from ..layers import ApplyMask, ZeroPadded
         from .packing import PackSteps, UnpackSteps
 
-        seq = _sequence(args, kwargs)
-        mask = ki.get_mask(seq) if seq is not None else None
-        if mask is None:
-            raise NotApplicable(f"the input of `{self.site}` carries no mask in the rebuilt graph")
+        seq, mask = _masked_input(self.site, args, kwargs)
         name = _safe_name(self.site)
         zeroed = ZeroPadded(name=f"{name}_zero_padded")(seq)
         packed = PackSteps(name=f"{name}_pack")(zeroed, mask=mask)
@@ -587,3 +575,18 @@ def downstream_candidates(model: Any, site: str, trace: Any, limit: int = UPSTRE
         site_ = Site(call.path, layer, call, is_op=not ki.is_layer(layer))
         out.extend(c for c in propose(site_) if c not in out)
     return out
+
+
+def _masked_input(site: str, args: tuple, kwargs: dict) -> tuple[Any, Any]:
+    """The call's sequence input and the mask it carries in the rebuilt graph.
+
+    Raises:
+        NotApplicable: the input carries no mask there (a layer upstream drops it).
+    """
+    from .. import _keras_internals as ki
+
+    seq = _sequence(args, kwargs)
+    mask = ki.get_mask(seq) if seq is not None else None
+    if mask is None:
+        raise NotApplicable(f"the input of `{site}` carries no mask in the rebuilt graph")
+    return seq, mask
