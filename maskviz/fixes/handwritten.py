@@ -49,22 +49,13 @@ class CodeChange:
 def _copy_model(model: Any, probe: Any, chain: list[str], twin: Any) -> Any:
     """A fresh instance of the model's class, with `twin` in place of the layer at
     attribute `chain`, and every other layer's weights copied from `model`."""
-    from .. import _keras_internals as ki
 
     try:
         copy = type(model).from_config(model.get_config())
         owner, attr = _follow(copy, chain)
         setattr(owner, attr, twin)  # before the copy is built: Keras locks state then
         copy(probe.feed(), training=False)
-        for name, layer in vars(model).items():
-            if not ki.is_layer(layer) or (len(chain) == 1 and name == chain[0]):
-                continue
-            mine = getattr(copy, name, None)
-            if ki.is_layer(mine) and mine is not twin:
-                if len(chain) > 1 and name == chain[0]:
-                    _copy_nested(layer, mine, chain[1:], twin)
-                else:
-                    mine.set_weights(layer.get_weights())
+        _copy_nested(model, copy, chain, twin)
     except Exception as e:
         raise MaskvizError(
             f"cannot copy subclassed model '{model.name}' to verify a repair on it: "
