@@ -91,3 +91,61 @@ def test_a_mask_that_keeps_every_padded_step():
     inp = keras.Input((None, 2), name="signal")
     good = keras.Model(inp, L.Dense(1)(L.LSTM(4)(L.Masking(mask_value=0.0)(inp))))
     assert "MV115" not in maskviz.inspect(good, data={"signal": x}).rule_ids
+
+
+def _key_mask_attention(keys_masked: bool) -> keras.Model:
+    """Self-attention with a hand-built [B, T, S] mask: on keys (correct) or queries."""
+    ops = keras.ops
+    i = keras.Input((None,), dtype="int32", name="token_ids")
+    x = keras.layers.Embedding(20, 8)(i)
+    keep = ops.not_equal(i, 0)
+    rows, cols = ops.expand_dims(keep, 2), ops.expand_dims(keep, 1)
+    att = ops.logical_and(ops.ones_like(rows), cols) if keys_masked else rows
+    if not keys_masked:
+        att = ops.logical_and(att, ops.ones_like(cols))
+    x = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)(x, x, attention_mask=att)
+    return keras.Model(i, keras.layers.Dense(3)(x))
+
+
+def _padded_tokens() -> dict[str, np.ndarray]:
+    x = np.zeros((3, 7), "int32")
+    for r, n in enumerate((6, 3, 4)):
+        x[r, :n] = np.arange(1, n + 1) + r
+    return {"token_ids": x}
+
+
+def test_tensors_with_two_time_axes_are_compared_step_by_step():
+    # The [B, T, S] attention mask follows the time on two axes: localising a length
+    # violation must re-index both (it used to raise a broadcast error).
+    keras.utils.set_random_seed(0)
+    bad = maskviz.inspect(_key_mask_attention(keys_masked=False), data=_padded_tokens())
+    assert "MV113" in {f.rule for f in bad.at_or_above("error")}
+    keras.utils.set_random_seed(0)
+    good = maskviz.inspect(_key_mask_attention(keys_masked=True), data=_padded_tokens())
+    assert not good.at_or_above("error")
+
+
+class _MeanOfAll(keras.Model):
+    """A subclassed model that averages every step, padding included."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.emb = keras.layers.Embedding(20, 4)
+        self.out = keras.layers.Dense(1)
+
+    def call(self, x):
+        return self.out(keras.ops.mean(self.emb(x), axis=1))
+
+
+def test_a_subclassed_models_build_length_is_not_a_fixed_length():
+    # Built on (1, 7), the model still runs on any length: the length invariance is
+    # measured, not skipped on the strength of the build shape.
+    keras.utils.set_random_seed(0)
+    model = _MeanOfAll()
+    model(np.zeros((1, 7), "int32"))
+    data = {"arr_0": _padded_tokens()["token_ids"]}
+    report = maskviz.inspect(model, data=data)
+    inv = report.to_dict()["oracle"]["invariances"]
+    assert "length" in inv["checked"], inv
+    assert not any(s["what"] == "length" for s in inv["skipped"]), inv["skipped"]
+    assert any(v["invariance"] == "length" for v in inv["violations"])

@@ -54,14 +54,6 @@ def RNN_DROPS_MASK(t):  # noqa: N802
 # observed here, never assumed from a version number. When a case starts passing,
 # its strict xfail fails: delete its entry.
 XFAIL: dict[str, tuple[str, Callable[[rb.Truth], bool]]] = {
-    "mha_attention_mask_wrong_axis": (
-        "a hand-built attention_mask that masks queries instead of keys is not flagged",
-        LEAK,
-    ),
-    "key_mask_from_embedding_sum": (
-        "a key mask built from embedding values (never zero) in a subclassed model",
-        LEAK,
-    ),
     "masking_5d_convlstm2d": (
         "MV103 on Masking -> ConvLSTM2D although the padded model is invariant",
         CLEAN,

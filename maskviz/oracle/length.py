@@ -124,7 +124,13 @@ def compare_tensor(
                 continue
             for name in cands:
                 bp, vp = variant.positions[j][name]
-                pairs.append((r, base[r, bp], var[j, vp]))
+                a, b = base[r, bp], var[j, vp]
+                # Other axes that follow the same time (an attention mask or scores
+                # [B, T, S] over one sequence) take the same positions.
+                for k in range(2, base.ndim):
+                    if base.shape[k] == base_t[name] and var.shape[k] == variant.time.get(name):
+                        a, b = np.take(a, bp, axis=k - 1), np.take(b, vp, axis=k - 1)
+                pairs.append((r, a, b))
         by_row: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         for r, a, b in pairs:
             by_row.setdefault(r, []).append((a, b))
@@ -179,6 +185,8 @@ def _judge(by_row: dict[int, list[tuple[np.ndarray, np.ndarray]]], *, all_must: 
     diffs: dict[int, list[float]] = {}
     for r, items in by_row.items():
         for a, b in items:
+            if np.shape(a) != np.shape(b):  # positions that do not line up: not compared
+                continue
             d, s = compare(a, b)
             scale = max(scale, s)
             diffs.setdefault(r, []).append(d)

@@ -71,6 +71,9 @@ def sequences(model: Any, probe: Any) -> list[Seq]:
     from ..probe import _mask_value
 
     out = []
+    # A subclassed model's input shapes are those of the call that built it, not a
+    # contract: its time length is open until a run with another length fails.
+    built_only = not ki.model_input_tensors(model)
     # An explicit mask input marks the padding of every input on its time axis
     # (BERT's `segment_ids` are 0 on real steps too: 0 is not padding there).
     marks = [
@@ -95,7 +98,7 @@ def sequences(model: Any, probe: Any) -> list[Seq]:
             pad = np.full(v.shape[2:], _mask_value(model, inp, ki), dtype=v.dtype)
         else:
             pad = np.zeros(v.shape[2:], dtype=v.dtype)
-        open_time = len(inp.shape) >= 2 and inp.shape[1] is None
+        open_time = len(inp.shape) >= 2 and (inp.shape[1] is None or built_only)
         out.append(Seq(inp.name, keep, pad, open_time))
     return out
 
