@@ -151,7 +151,7 @@ def _structure(model: Any, n: int) -> str:
 
     fn = ki.functional_of(model)
     if fn is not None:
-        struct = getattr(fn, "_inputs_struct", None)
+        struct = ki.inputs_struct(fn)
         if isinstance(struct, dict):
             return "dict"
     return "single" if n == 1 else "list"
@@ -168,7 +168,7 @@ def _input_specs(model: Any, ki: Any) -> list[tuple[str, tuple, str, Any]]:
     tensors = ki.model_input_tensors(model)
     if tensors:
         fn = ki.functional_of(model)
-        struct = getattr(fn, "_inputs_struct", None) if fn is not None else None
+        struct = ki.inputs_struct(fn) if fn is not None else None
         names = []
         if isinstance(struct, dict):
             by_id = {id(v): k for k, v in struct.items()}

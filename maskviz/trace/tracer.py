@@ -73,7 +73,7 @@ class Tracer:
         layers = ki.flatten_layers(model)
         skip = set()
         for lyr in layers:
-            inner = getattr(lyr, "_functional", None)
+            inner = ki.wrapped_functional(lyr)
             if inner is not None:
                 skip.add(id(inner))
         self.layers = [lyr for lyr in layers if id(lyr) not in skip]
