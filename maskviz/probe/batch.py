@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from maskviz.trace import ModelInput
+from maskviz.inputs import ModelInput
 
 BATCH = 4
 DEFAULT_TIME = 8

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from maskviz.errors import MaskvizError
+from maskviz.inputs import InputKind, ModelInput
 from maskviz.probe.batch import Probe
 from maskviz.probe.generate import make_probe
 from maskviz.probe.inputs import _mask_value, _vocabulary_size
-from maskviz.trace import ModelInput
 
 
 def probe_from_data(
@@ -79,11 +79,11 @@ def probe_from_arrays(
     detected: list[str] = []
     for inp in base.inputs:
         arr = values[inp.name]
-        if inp.kind == "tokens" and arr.ndim >= 2:
+        if inp.kind == InputKind.TOKENS and arr.ndim >= 2:
             keeps[inp.name] = (
                 arr != 0 if arr.ndim == 2 else np.any(arr != 0, axis=tuple(range(2, arr.ndim)))
             )
-        elif inp.kind == "masked-floats" and arr.ndim >= 3:
+        elif inp.kind == InputKind.MASKED_FLOATS and arr.ndim >= 3:
             mv = _mask_value(model, inp, ki)
             keeps[inp.name] = np.any(arr != mv, axis=tuple(range(2, arr.ndim)))
             if keeps[inp.name].all():
@@ -95,7 +95,7 @@ def probe_from_arrays(
                         f"input `{inp.name}`: {desc}; no step equals the `Masking` "
                         f"mask_value {mv:g}"
                     )
-        elif inp.kind == "mask":
+        elif inp.kind == InputKind.MASK:
             keeps[inp.name] = arr.astype(bool)
         else:
             keep, desc = detect_padding(arr)
@@ -103,7 +103,7 @@ def probe_from_arrays(
             if desc:
                 detected.append(f"input `{inp.name}`: {desc}")
     for inp in base.inputs:
-        if inp.kind == "mask" and inp.pairs_with and keeps.get(inp.pairs_with) is None:
+        if inp.kind == InputKind.MASK and inp.pairs_with and keeps.get(inp.pairs_with) is None:
             keeps[inp.pairs_with] = keeps[inp.name]
     return Probe(
         inputs=base.inputs,
@@ -141,7 +141,7 @@ def _check_values(model: Any, inp: ModelInput, arr: np.ndarray, ki: Any) -> None
             f"The data for input '{shown}' has no rows. Received shape {arr.shape}. "
             "Expected at least one sample."
         )
-    if inp.dtype == "string" or inp.kind == "strings":
+    if inp.dtype == "string" or inp.kind == InputKind.STRINGS:
         if arr.dtype.kind not in "US":
             raise MaskvizError(
                 f"The data for input '{shown}' is not text. Received dtype {arr.dtype}; "
@@ -158,7 +158,7 @@ def _check_values(model: Any, inp: ModelInput, arr: np.ndarray, ki: Any) -> None
             f"The data for input '{shown}' holds NaN or infinite values. Expected finite "
             "numbers; clean the data first."
         )
-    if inp.kind == "tokens" and arr.size:
+    if inp.kind == InputKind.TOKENS and arr.size:
         if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
             raise MaskvizError(
                 f"The data for input '{shown}' holds fractional token ids. Expected whole numbers."

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from maskviz.errors import MaskvizError
+from maskviz.inputs import InputKind, ModelInput
 from maskviz.probe.batch import BATCH, DEFAULT_DIM, DEFAULT_TIME, MAX_PROBE_VALUES, Probe
 from maskviz.probe.inputs import (
     _classify,
@@ -18,7 +19,6 @@ from maskviz.probe.inputs import (
     _pair_for,
     _structure,
 )
-from maskviz.trace import ModelInput
 
 
 def _row_keep(batch: int, time: int, *, left_pad: bool = True) -> np.ndarray:
@@ -79,13 +79,13 @@ def make_probe(
 
     rng = np.random.default_rng(seed)
     specs = _input_specs(model, ki)
-    kinds: dict[str, tuple[str, dict]] = {}
+    kinds: dict[str, tuple[InputKind, dict]] = {}
     for name, shape, dtype, tensor in specs:
         consumers = _consumers(model, tensor, ki) if tensor is not None else _first_layers(model)
         kinds[name] = _classify(name, shape, dtype, consumers)
     pairs = dict(mask_inputs or {})
     for name, (kind, _) in kinds.items():
-        if kind == "mask" and name not in pairs:
+        if kind == InputKind.MASK and name not in pairs:
             pairs[name] = _pair_for(name, specs, kinds)
     for m, d in pairs.items():
         if m not in kinds:
@@ -98,7 +98,7 @@ def make_probe(
                 f"--mask-input pairs {m!r} with an input the model does not have. "
                 f"Received: {d!r}; the model's inputs are {sorted(kinds)}."
             )
-        kinds[m] = ("mask", {})
+        kinds[m] = (InputKind.MASK, {})
 
     # A shared time length, so paired inputs agree.
     t_len = time
@@ -108,7 +108,8 @@ def make_probe(
     sequences = [
         shape
         for n, shape, _, _ in specs
-        if len(shape) >= 3 or (len(shape) == 2 and kinds[n][0] in ("tokens", "mask"))
+        if len(shape) >= 3
+        or (len(shape) == 2 and kinds[n][0] in (InputKind.TOKENS, InputKind.MASK))
     ] or [shape for _, shape, _, _ in specs if len(shape) >= 2]
     if t_len is None:
         for shape in sequences:
@@ -133,7 +134,7 @@ def make_probe(
     # Models that take an explicit padding mask get it from a preprocessor, and those
     # pad on the right (keras-hub's do): no left-padded row for them. Use --data to
     # check left padding.
-    explicit = any(kind == "mask" for kind, _ in kinds.values())
+    explicit = any(kind == InputKind.MASK for kind, _ in kinds.values())
     keep = _row_keep(BATCH, t_len, left_pad=not explicit)
 
     values: dict[str, np.ndarray] = {}
@@ -150,9 +151,9 @@ def make_probe(
         if len(full) >= 2 and full[1] == t_len:
             # Independent sequences get different padding (rows rotated), so that
             # a mask taken from the wrong sequence shows; paired ones share it.
-            anchor = name if kind != "mask" else (pairs.get(name) or name)
+            anchor = name if kind != InputKind.MASK else (pairs.get(name) or name)
             row_keep = np.roll(keep, seq_index.setdefault(anchor, len(seq_index)), axis=0)
-        if kind == "tokens":
+        if kind == InputKind.TOKENS:
             vocab = max(2, info.get("vocab", 100))
             arr = rng.integers(1, vocab, size=full)
             if row_keep is not None:
@@ -163,19 +164,19 @@ def make_probe(
                 lengths = rng.integers(1, inner + 1, size=full[:2])
                 arr = np.where(np.arange(inner)[None, None, :] < lengths[..., None], arr, 0)
             arr = arr.astype(dtype if dtype.startswith(("int", "uint")) else "int32")
-        elif kind == "strings":
+        elif kind == InputKind.STRINGS:
             words = np.asarray(info["words"], dtype=object)
             arr = words[rng.integers(0, len(words), size=full)]
             if row_keep is not None:
                 arr = np.where(_expand(row_keep, len(full)), arr, info["pad"])
             arr = arr.astype(str)
-        elif kind == "masked-floats":
+        elif kind == InputKind.MASKED_FLOATS:
             arr = rng.standard_normal(full).astype(dtype if "float" in dtype else "float32")
             if row_keep is not None:
                 arr = np.where(_expand(row_keep, len(full)), arr, info["mask_value"]).astype(
                     arr.dtype
                 )
-        elif kind == "mask":
+        elif kind == InputKind.MASK:
             arr = (
                 row_keep.astype(dtype)
                 if row_keep is not None and len(full) == 2
@@ -188,14 +189,24 @@ def make_probe(
         else:
             arr = rng.standard_normal(full).astype(dtype)
         values[name] = arr
-        keeps[name] = row_keep if kind in ("tokens", "masked-floats", "mask", "strings") else None
+        keeps[name] = (
+            row_keep
+            if kind
+            in (
+                InputKind.TOKENS,
+                InputKind.MASKED_FLOATS,
+                InputKind.MASK,
+                InputKind.STRINGS,
+            )
+            else None
+        )
         inputs.append(
             ModelInput(
                 name=name,
                 shape=tuple(shape),
                 dtype=dtype,
                 kind=kind,
-                pairs_with=pairs.get(name) if kind == "mask" else None,
+                pairs_with=pairs.get(name) if kind == InputKind.MASK else None,
             )
         )
     # Paired data inputs share the mask's padding pattern.

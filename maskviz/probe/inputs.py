@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from maskviz.errors import MaskvizError
+from maskviz.inputs import InputKind, ModelInput
 from maskviz.probe.batch import MASK_NAMES
-from maskviz.trace import ModelInput
 
 
 def _consumers(model: Any, tensor: Any, ki: Any) -> list[Any]:
@@ -51,35 +51,37 @@ def _unwrap(consumers: list[Any]) -> list[Any]:
     return out
 
 
-def _classify(name: str, shape: tuple, dtype: str, consumers: list[Any]) -> tuple[str, dict]:
+def _classify(name: str, shape: tuple, dtype: str, consumers: list[Any]) -> tuple[InputKind, dict]:
     consumers = _unwrap(consumers)
     classes = {type(c).__name__: c for c in consumers}
     if dtype == "string":
-        return "strings", _string_vocabulary(consumers)
+        return InputKind.STRINGS, _string_vocabulary(consumers)
     for c in consumers:
         if type(c).__name__ == "Masking" or hasattr(c, "mask_value"):
-            return "masked-floats", {"mask_value": _numeric_mask_value(c)}
+            return InputKind.MASKED_FLOATS, {"mask_value": _numeric_mask_value(c)}
     for c in consumers:
         if hasattr(c, "input_dim") and hasattr(c, "mask_zero"):
-            return "tokens", {"vocab": int(c.input_dim), "mask_zero": bool(c.mask_zero)}
+            return InputKind.TOKENS, {"vocab": int(c.input_dim), "mask_zero": bool(c.mask_zero)}
     lowered = name.lower()
     if (
         len(shape) == 2
         and any(k in lowered for k in MASK_NAMES)
         and (dtype.startswith("int") or dtype.startswith("uint") or dtype == "bool")
     ):
-        return "mask", {}
+        return InputKind.MASK, {}
     if "TokenAndPositionEmbedding" in classes or "ReversibleEmbedding" in classes:
         c = classes.get("ReversibleEmbedding") or classes.get("TokenAndPositionEmbedding")
-        return "tokens", {"vocab": int(getattr(c, "input_dim", getattr(c, "vocabulary_size", 100)))}
+        return InputKind.TOKENS, {
+            "vocab": int(getattr(c, "input_dim", getattr(c, "vocabulary_size", 100)))
+        }
     if dtype.startswith("int") or dtype.startswith("uint"):
         vocab = 100
         for c in consumers:
             for attr in ("input_dim", "vocabulary_size", "num_tokens"):
                 if hasattr(c, attr):
                     vocab = int(getattr(c, attr))
-        return "tokens", {"vocab": vocab}
-    return "data", {}
+        return InputKind.TOKENS, {"vocab": vocab}
+    return InputKind.DATA, {}
 
 
 def _numeric_mask_value(layer: Any) -> float:
@@ -136,12 +138,12 @@ def _pair_for(name, specs, kinds) -> str | None:
     tokens = [
         (bool(prefix) and n.lower().startswith(prefix), kinds[n][1].get("vocab", 0), -i, n)
         for i, (n, s, _, _) in enumerate(specs)
-        if n != name and kinds[n][0] == "tokens" and len(s) >= 2 and s[1] == shape[1]
+        if n != name and kinds[n][0] == InputKind.TOKENS and len(s) >= 2 and s[1] == shape[1]
     ]
     if tokens:
         return max(tokens)[3]
     for n, s, _, _ in specs:
-        if n != name and kinds[n][0] != "mask" and len(s) >= 2 and s[1] == shape[1]:
+        if n != name and kinds[n][0] != InputKind.MASK and len(s) >= 2 and s[1] == shape[1]:
             return n
     return None
 

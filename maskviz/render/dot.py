@@ -15,6 +15,7 @@ from maskviz.render.labels import (
 )
 from maskviz.render.style import FONT, NAME_LIMIT
 from maskviz.render.view import _Edges, _edges, _View
+from maskviz.trace.records import CallKind
 
 
 def to_agraph(graph: Any, *, depth: int | None = None) -> Any:
@@ -75,7 +76,9 @@ def to_agraph(graph: Any, *, depth: int | None = None) -> Any:
             host.add_node(f"{n}:out", **_out_attrs(view, n))
     for n in outputs:
         a.add_node(n, **_node_attrs(view, n))
-    has_ops = any(view.data(n).get("call_kind") == "op" for n in view.calls if view.visible(n))
+    has_ops = any(
+        view.data(n).get("call_kind") == CallKind.OP for n in view.calls if view.visible(n)
+    )
     a.add_node("legend", shape="plaintext", style="", label=_legend(has_ops), fontsize="9")
     # Below the outputs: invisible edges place it (a lone node would go to the top).
     for n in outputs or [view.out_node(c) for c in view.calls[-1:] if view.visible(c)]:

@@ -7,7 +7,7 @@ import html
 from typing import Any
 
 from maskviz.errors import cut, escape
-from maskviz.graph import MASK_STATES, worst_state
+from maskviz.graph import MASK_STATES, MaskState, worst_state
 from maskviz.render.style import (
     EDGE_HELP,
     EDGE_STYLE,
@@ -17,6 +17,7 @@ from maskviz.render.style import (
     SEVERITY_FILL,
 )
 from maskviz.render.view import _View
+from maskviz.trace.records import CallKind, Role
 
 
 def _fmt_shape(s: Any) -> str:
@@ -109,7 +110,7 @@ def _call_rows(
 ) -> list[str]:
     steps = _repeats(d)
     nth = "" if call is None else " " + _small(f"call {call + 1}")
-    cls = f"ops.{d['class_name']}" if d.get("call_kind") == "op" else d["class_name"]
+    cls = f"ops.{d['class_name']}" if d.get("call_kind") == CallKind.OP else d["class_name"]
     rows = [
         f"<B>{_e(d['name'])}</B>{nth}",
         _small(f"{_e(cls)}{steps} &#183; {_e(d['role'])}"),
@@ -155,7 +156,7 @@ def _node_attrs(view: _View, n: str) -> dict[str, str]:
             _small(f"mask {_e(_fmt_mask(d['mask'], d['kept']))}"),
         ]
         return base | {"label": _rows_label(rows), "fillcolor": "#fff9c4"}
-    fill = ROLE_FILL.get(d["role"], ROLE_FILL["none"])
+    fill = ROLE_FILL.get(d["role"], ROLE_FILL[Role.NONE])
     findings = list(d["findings"])
     call = _call_index(n) if d["path"] in view.shared else None
     if view.expanded(n):
@@ -182,10 +183,10 @@ def _node_attrs(view: _View, n: str) -> dict[str, str]:
         )
         rows.append(_small(f"{len(inner)} calls inside (collapsed)", "#616161"))
         attrs |= {"shape": "box3d", "style": "filled"}
-    if d.get("call_kind") == "op":
+    if d.get("call_kind") == CallKind.OP:
         # A `keras.ops` call: square corners, dashed outline.
         attrs |= {"style": "filled,dashed"}
-    if d["role"] == "destroyer":
+    if d["role"] == Role.DESTROYER:
         attrs |= {"color": "#c62828", "penwidth": "2"}
     return attrs | {"label": _rows_label(rows, _badges(findings))}
 
@@ -201,7 +202,7 @@ def _out_attrs(view: _View, n: str) -> dict[str, str]:
         "shape": "box",
         "style": "rounded,filled",
         "color": "#546e7a",
-        "fillcolor": ROLE_FILL.get(d["role"], ROLE_FILL["none"]),
+        "fillcolor": ROLE_FILL.get(d["role"], ROLE_FILL[Role.NONE]),
         "label": _rows_label(rows),
     }
 
@@ -214,16 +215,16 @@ def _edge_attrs(view: _View, v: str, e: dict[str, Any], n_in: int) -> dict[str, 
         attrs |= {"style": "dotted", "penwidth": "1.2", "arrowsize": "0.6"}
     elif kind in ("enter", "sink"):
         attrs |= {"arrowsize": "0.6"}
-    if state == "not-delivered":
+    if state == MaskState.NOT_DELIVERED:
         attrs["arrowhead"] = "tee"
     if e["primary"] or kind in ("order", "sink"):
         # Keep the main data path straight; side inputs (states, masks) bend.
         attrs["weight"] = "4"
     label = []
     args = [a for a in e["args"] if a and a != "inputs"]
-    if args and (n_in > 1 or state in ("not-delivered", "wrong-rank")):
+    if args and (n_in > 1 or state in (MaskState.NOT_DELIVERED, MaskState.WRONG_RANK)):
         label.append(", ".join(args) if len(args) <= 2 else f"{args[0]} +{len(args) - 1}")
-    if state in ("not-delivered", "wrong-rank"):
+    if state in (MaskState.NOT_DELIVERED, MaskState.WRONG_RANK):
         label.append(EDGE_HELP[state])
     if e.get("changed"):
         label.append("mask changed since made")
@@ -251,7 +252,7 @@ def _legend(has_ops: bool = False) -> str:
     rows.append('<TR><TD COLSPAN="2" ALIGN="LEFT"><B>edge (mask state)</B></TD></TR>')
     for state in reversed(MASK_STATES):
         color = EDGE_STYLE[state]["color"]
-        glyph = "- - &#9656;" if state == "not-delivered" else "&#9472;&#9472;&#9656;"
+        glyph = "- - &#9656;" if state == MaskState.NOT_DELIVERED else "&#9472;&#9472;&#9656;"
         rows.append(
             f'<TR><TD><FONT COLOR="{color}"><B>{glyph}</B></FONT></TD>'
             f'<TD ALIGN="LEFT">{_e(EDGE_HELP[state])}</TD></TR>'

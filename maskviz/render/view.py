@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from maskviz.graph import MaskState
+from maskviz.trace.records import Via
+
 
 def _loop_body(d: dict[str, Any]) -> bool:
     """A per-step call (an RNN's cell) with nothing to flag."""
     repeated = d["steps"] > 1 or bool(d.get("time_steps"))
-    return repeated and d["via"] == "__call__" and not d["findings"] and not d["error"]
+    return repeated and d["via"] == Via.DUNDER_CALL and not d["findings"] and not d["error"]
 
 
 class _View:
@@ -154,7 +157,7 @@ def _edges(view: _View) -> _Edges:
         args = [t["arg"] for t in d["tensors"]]
         primary = any(t["position"] == 0 for t in d["tensors"])
         if rv != v:  # into a collapsed box: what happens inside shows as badges
-            states = ["none" if s == "none" else "carried" for s in states]
+            states = [MaskState.NONE if s == MaskState.NONE else MaskState.CARRIED for s in states]
             args = []
             primary = False
         anc_v = view.ancestors(rv)
@@ -172,7 +175,9 @@ def _edges(view: _View) -> _Edges:
             # The tensor enters nested clusters: draw it from the innermost
             # container's box; the outer edges are drawn for the containers.
             edges.add(entering[0], rv, "enter", states, args, primary)
-            outer_states = ["carried" if s != "none" else "none" for s in states]
+            outer_states = [
+                MaskState.CARRIED if s != MaskState.NONE else MaskState.NONE for s in states
+            ]
             boundary.append((tail, entering[-1], outer_states))
             for inner, outer in zip(entering, entering[1:]):
                 boundary.append((outer, inner, outer_states))
@@ -210,5 +215,6 @@ def _edges(view: _View) -> _Edges:
         for k in kids:
             if not any(h in inside for h in edges.tails_from(view.out_node(k))):
                 mask = view.data(k)["output_mask"]
-                edges.add(view.out_node(k), f"{c}:out", "sink", ["carried" if mask else "none"])
+                state = MaskState.CARRIED if mask else MaskState.NONE
+                edges.add(view.out_node(k), f"{c}:out", "sink", [state])
     return edges
