@@ -257,6 +257,10 @@ class Report:
         findings: the rules' findings, in trace order.
         probe: the inputs the model ran on.
         oracle: the leak oracle's result, or `None` when it was off.
+        model: the model inspected (kept for `patch` and the tf.keras 2 comparison).
+        seed: the seed of the probe and the oracle's noise.
+        mask_inputs: the explicit mask inputs given, `{mask input: data input}`.
+        loss: the loss the invariances used, as given (`None`: the compiled one).
 
     `repr(report)` is the text report; in a notebook the report displays as the
     annotated graph plus a findings table.

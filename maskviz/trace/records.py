@@ -144,10 +144,11 @@ class CallRecord:
         computed_mask_matches: whether `computed_mask` equals the attached output
             masks.
         mask_weakened: the output mask keeps positions the input mask dropped.
-        role: generator, propagator, modifier, consumer, destroyer, or none.
-        via: "__call__" for a normal call, "call" for a direct `layer.call(...)`
-            from a wrapper such as `TimeDistributed` (recorded once, for the
-            first step, with `steps` the number of such calls).
+        role: the call's `Role`: generator, propagator, modifier, consumer, destroyer,
+            or none.
+        via: `Via.DUNDER_CALL` ("__call__") for a normal call, `Via.CALL` ("call") for
+            a direct `layer.call(...)` from a wrapper such as `TimeDistributed` (recorded
+            once, for the first step, with `steps` the number of such calls).
         observed: True when the call ran on the probe; False when the record comes
             from the symbolic graph only (the forward pass stopped earlier).
         error: the exception message, on the call where the forward pass failed.
@@ -159,8 +160,8 @@ class CallRecord:
             `go_backwards=True` and `return_sequences=True`).
         mask_unchanged: the output mask equals the mask that came in (`None` when
             either is missing or it cannot be told).
-        kind: "layer", or "op" for a `keras.ops` call or tensor operator recorded as
-            a node of a Functional graph (`ops.mean(x)`, `x * 2`, `x[:, 1:]`).
+        kind: `CallKind.LAYER`, or `CallKind.OP` for a `keras.ops` call or tensor operator
+            recorded as a node of a Functional graph (`ops.mean(x)`, `x * 2`, `x[:, 1:]`).
         changed_masks: the input args whose attached mask this call changed while it
             ran (MultiHeadAttention removes the masks of its query, value and key).
     """
