@@ -186,11 +186,17 @@ LATER_IMPORTS: dict[tuple[str, str], str] = {
 }
 
 
+def _covers(entry: str, module: str) -> bool:
+    """Whether a LAYERS entry covers `module`: itself and its submodules; the package root
+    `maskviz` only itself (a new module must be placed, not fall to the last stage)."""
+    return module == entry or (entry != "maskviz" and module.startswith(entry + "."))
+
+
 def _layer_of(module: str) -> int:
     best, found = -1, None
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+            if _covers(prefix, module) and len(prefix) > best:
                 best, found = len(prefix), index
     if found is None:
         raise AssertionError(f"{module} is in no stage of LAYERS; add it where it belongs")
@@ -239,15 +245,14 @@ def import_violations(trees: dict[str, ast.AST]) -> list[str]:
 def _owner(module: str) -> str:
     """The LAYERS entry `module` falls under (`maskviz.render.dot` -> `maskviz.render`)."""
     entries = [p for _, prefixes in LAYERS for p in prefixes]
-    return max(
-        (p for p in entries if module == p or module.startswith(p + ".")),
-        key=len,
-    )
+    return max((p for p in entries if _covers(p, module)), key=len)
 
 
 def test_every_module_is_in_a_stage():
     for module in MODULES:
         _layer_of(module)
+    with pytest.raises(AssertionError, match="in no stage"):
+        _layer_of("maskviz.newcomer")
     listed = [p for _, prefixes in LAYERS for p in prefixes]
     assert [p for p in listed if p not in MODULES] == [], "LAYERS names modules that are gone"
 
