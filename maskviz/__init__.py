@@ -30,14 +30,15 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import callbacks, layers, testing
-    from .api import Report, inspect
+    from .api import inspect
     from .errors import MaskvizError
     from .findings import Finding, Severity
     from .notebook import show
+    from .report import Report
 
 _LAZY = {
     "inspect": ("maskviz.api", "inspect"),
-    "Report": ("maskviz.api", "Report"),
+    "Report": ("maskviz.report", "Report"),
     "show": ("maskviz.notebook", "show"),
     "Finding": ("maskviz.findings", "Finding"),
     "Severity": ("maskviz.findings", "Severity"),

@@ -379,8 +379,21 @@ def functional_of(model: Any) -> Any:
     """The Functional graph behind a model: itself, or a built Sequential's."""
     if is_functional(model):
         return model
-    inner = getattr(model, "_functional", None)
+    inner = wrapped_functional(model)
     return inner if inner is not None and is_functional(inner) else None
+
+
+def wrapped_functional(layer: Any) -> Any:
+    """The graph a layer keeps in `_functional` (a built Sequential's Functional), or `None`.
+
+    Unlike `functional_of`, the value is returned whatever its type."""
+    return getattr(layer, "_functional", None)
+
+
+def inputs_struct(functional: Any) -> Any:
+    """The structure a Functional graph's inputs were given in (`_inputs_struct`: a dict for
+    named inputs, a list or a single tensor otherwise), or `None`."""
+    return getattr(functional, "_inputs_struct", None)
 
 
 def functional_nodes(model: Any) -> list[Any]:

@@ -2,134 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from .findings import Finding, Severity
+from .report import JSON_SCHEMA_VERSION, Report
 
-JSON_SCHEMA_VERSION = 1
+__all__ = ["JSON_SCHEMA_VERSION", "Report", "inspect"]
+
 # Time lengths tried when the model leaves time open and the default probe fails.
 LONGER_PROBES = (32, 128)
-
-
-@dataclass(frozen=True)
-class Report:
-    """What maskviz found in one model.
-
-    Attributes:
-        trace: the instrumented forward pass (`maskviz.trace.Trace`).
-        findings: the rules' findings, in trace order.
-        probe: the inputs the model ran on.
-        oracle: the leak oracle's result, or `None` when it was off.
-
-    `repr(report)` is the text report; in a notebook the report displays as the
-    annotated graph plus a findings table.
-    """
-
-    trace: Any
-    findings: tuple[Finding, ...]
-    probe: Any = field(default=None, repr=False, compare=False)
-    oracle: Any = field(default=None, repr=False, compare=False)
-    model: Any = field(default=None, repr=False, compare=False)
-    seed: int = field(default=0, repr=False, compare=False)
-    mask_inputs: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
-    loss: Any = field(default=None, repr=False, compare=False)
-
-    # ------------------------------------------------------------ queries
-    @property
-    def rule_ids(self) -> list[str]:
-        return sorted({f.rule for f in self.findings})
-
-    def at_or_above(self, severity: Severity | str) -> list[Finding]:
-        sev = Severity(severity)
-        return [f for f in self.findings if f.severity.rank >= sev.rank]
-
-    # ------------------------------------------------------------ outputs
-    def to_dict(self) -> dict[str, Any]:
-        from . import __version__
-
-        t = self.trace
-        out = {
-            "maskviz": __version__,
-            "schema": JSON_SCHEMA_VERSION,
-            "keras": t.keras_version,
-            "backend": t.backend,
-            "model": t.model_name,
-        }
-        body = t.to_dict()
-        body.pop("model", None)
-        out.update(body)
-        out["findings"] = [f.to_dict() for f in self.findings]
-        if self.oracle is not None and hasattr(self.oracle, "to_dict"):
-            out["oracle"] = self.oracle.to_dict()
-        keras2 = self.keras2
-        if keras2 is not None:  # the file was saved by tf.keras 2
-            out["saved_by"] = keras2[0].to_dict()
-            out["keras2_comparison"] = keras2[1].to_dict()
-        return out
-
-    @property
-    def keras2(self) -> Any:
-        """`(Keras2Origin, Keras2Comparison)` when the model came from a tf.keras 2 file
-        (see `maskviz.legacy`), else `None`."""
-        from .legacy import keras2_section
-
-        return keras2_section(self)
-
-    def to_json(self, *, indent: int = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=False, default=_jsonable)
-
-    def to_text(self, *, width: int = 120, color: bool = False) -> str:
-        from .report import render_text
-
-        return render_text(self, width=width, color=color)
-
-    def to_sarif(self) -> str:
-        from .report import render_sarif
-
-        return render_sarif(self)
-
-    @property
-    def graph(self) -> Any:
-        """The call graph as a networkx DiGraph (data only, no styling)."""
-        from .graph import build_graph
-
-        return build_graph(self.trace, self.findings)
-
-    def to_dot(self, *, depth: int | None = None) -> str:
-        from .render import to_dot
-
-        return to_dot(self.graph, depth=depth)
-
-    def render(self, path: str, *, depth: int | None = None) -> str:
-        """Draws the annotated graph to `path` (.svg, .png, .pdf or .dot)."""
-        from .render import render_file
-
-        return render_file(self.graph, path, depth=depth)
-
-    def patch(self, **kwargs: Any) -> Any:
-        """Searches verified repairs for the findings; see `maskviz.fixes.patch_model`."""
-        from .fixes import patch_model
-
-        return patch_model(self, **kwargs)
-
-    def __repr__(self) -> str:
-        return self.to_text(width=120, color=False)
-
-    def _repr_html_(self) -> str:
-        from .notebook import report_html
-
-        return report_html(self)
-
-
-def _jsonable(x: Any) -> Any:
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    if isinstance(x, (set, frozenset)):
-        return sorted(x)
-    return str(x)
 
 
 def inspect(

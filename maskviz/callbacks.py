@@ -50,7 +50,7 @@ class PaddingCheck(keras.callbacks.Callback):
         verbose: print the report (1, default) or not (0).
 
     Attributes:
-        report: the `maskviz.api.Report` of the first batch, once it ran.
+        report: the `maskviz.report.Report` of the first batch, once it ran.
         errors: its error-level findings.
     """
 

@@ -40,14 +40,26 @@ from typing import Any
 
 import networkx as nx
 
-MASK_STATES = ("not-delivered", "wrong-rank", "carried", "none")
+from maskviz._strenum import StrEnum
+
+
+class MaskState(StrEnum):
+    """The state of a tensor's mask on an edge (see the module docstring), worst first."""
+
+    NOT_DELIVERED = "not-delivered"
+    WRONG_RANK = "wrong-rank"
+    CARRIED = "carried"
+    NONE = "none"
+
+
+MASK_STATES = tuple(MaskState)
 """Edge mask states, worst first."""
 
 
-def worst_state(states: Iterable[str]) -> str:
-    """The worst of several mask states (`"none"` for no states)."""
+def worst_state(states: Iterable[str]) -> MaskState:
+    """The worst of several mask states (`MaskState.NONE` for no states)."""
     ranked = sorted(states, key=MASK_STATES.index)
-    return ranked[0] if ranked else "none"
+    return MaskState(ranked[0]) if ranked else MaskState.NONE
 
 
 def _prefix(mask_shape: tuple, shape: tuple) -> bool:
@@ -57,7 +69,7 @@ def _prefix(mask_shape: tuple, shape: tuple) -> bool:
     return all(m is None or s is None or m == s or m == 1 for m, s in zip(mask_shape, shape))
 
 
-def mask_state(tensor: Any, consumer: Any | None, *, rank_finding: bool = False) -> str:
+def mask_state(tensor: Any, consumer: Any | None, *, rank_finding: bool = False) -> MaskState:
     """The mask state of `tensor` (a `TensorInfo`) going into `consumer` (a `CallRecord`).
 
     `consumer=None` is a model output. `rank_finding` says a rule found that the mask
@@ -65,16 +77,16 @@ def mask_state(tensor: Any, consumer: Any | None, *, rank_finding: bool = False)
     """
     m = tensor.mask
     if m is None:
-        return "none"
+        return MaskState.NONE
     if consumer is None:
-        return "wrong-rank" if not _prefix(m.shape, tensor.shape) else "carried"
+        return MaskState.WRONG_RANK if not _prefix(m.shape, tensor.shape) else MaskState.CARRIED
     if consumer.observed and consumer.call_accepts_mask and consumer.received_mask is None:
-        return "not-delivered"
+        return MaskState.NOT_DELIVERED
     # Drawn from what the rules observed (a finding marked `mask_misfit`) and from the
     # shapes, never from class names: a wrapper whose per-step mask is right is "carried".
     if rank_finding or not _prefix(m.shape, tensor.shape):
-        return "wrong-rank"
-    return "carried"
+        return MaskState.WRONG_RANK
+    return MaskState.CARRIED
 
 
 def _mask_tuple(m: Any) -> tuple | None:

@@ -438,6 +438,8 @@ def keras2_section(report: Any) -> tuple[Keras2Origin, Keras2Comparison] | None:
     """For a report on a model loaded from a tf.keras 2 file: where it came from, and how
     mask delivery compares with tf.keras 2 on the same probe (computed once per report's
     probe). `None` for any other model."""
+    from maskviz.trace.records import Via
+
     origin = origin_of(report.model)
     if origin is None:
         return None
@@ -451,7 +453,7 @@ def keras2_section(report: Any) -> tuple[Keras2Origin, Keras2Comparison] | None:
         keras3 = {
             c.name: c.received
             for c in report.trace.calls
-            if c.via == "__call__" and c.call_index == 0 and c.depth == 0
+            if c.via == Via.DUNDER_CALL and c.call_index == 0 and c.depth == 0
         }
         comparison = compare_with_keras2(origin.path, dict(report.probe.values), keras3)
     _COMPARED[report.model] = (key, comparison)

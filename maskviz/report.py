@@ -1,12 +1,30 @@
-"""Text (rich) and SARIF renderings of a Report. JSON lives on `Report.to_json`."""
+"""`Report`: what maskviz found in one model, and its renderings: JSON (`Report.to_json`),
+text (rich) and SARIF."""
 
 from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .errors import cut, escape
+from .findings import Finding, Severity
+from .trace.records import CallKind, Role
+
+if TYPE_CHECKING:
+    import keras
+    import networkx as nx
+
+    from .legacy import Keras2Comparison, Keras2Origin
+    from .oracle.results import OracleResult
+    from .probe import Probe
+    from .trace import Trace
+
+JSON_SCHEMA_VERSION = 1
+LossSpec = str | Callable[..., Any] | None
+"""A loss: a Keras loss name (`"mse"`), a loss object or function, or `None`."""
 
 NAME_LIMIT = 60  # characters of a layer name or class shown in the text report
 TEXT_LIMIT = 2000  # characters of a finding's message (names inside it are not cut)
@@ -27,12 +45,12 @@ def _clip(text: Any, limit: int = TEXT_LIMIT) -> str:
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 ROLE_STYLE = {
-    "generator": "green",
-    "propagator": "",
-    "modifier": "magenta",
-    "consumer": "blue",
-    "destroyer": "red",
-    "none": "dim",
+    Role.GENERATOR: "green",
+    Role.PROPAGATOR: "",
+    Role.MODIFIER: "magenta",
+    Role.CONSUMER: "blue",
+    Role.DESTROYER: "red",
+    Role.NONE: "dim",
 }
 
 
@@ -79,12 +97,12 @@ def call_rows(report: Any) -> list[tuple[str, ...]]:
         rows.append(
             (
                 path,
-                _name(f"ops.{c.class_name}" if c.kind == "op" else c.class_name),
+                _name(f"ops.{c.class_name}" if c.kind == CallKind.OP else c.class_name),
                 in_mask,
                 received,
                 _shape(c.outputs[0].shape) if c.outputs else ("failed" if c.error else "-"),
                 _mask(c.outputs[0].mask) if c.outputs else "-",
-                c.role,
+                str(c.role),
             )
         )
     return rows
@@ -228,3 +246,121 @@ def render_sarif(report: Any) -> str:
         ],
     }
     return json.dumps(doc, indent=2)
+
+
+@dataclass(frozen=True)
+class Report:
+    """What maskviz found in one model.
+
+    Attributes:
+        trace: the instrumented forward pass (`maskviz.trace.Trace`).
+        findings: the rules' findings, in trace order.
+        probe: the inputs the model ran on.
+        oracle: the leak oracle's result, or `None` when it was off.
+        model: the model inspected (kept for `patch` and the tf.keras 2 comparison).
+        seed: the seed of the probe and the oracle's noise.
+        mask_inputs: the explicit mask inputs given, `{mask input: data input}`.
+        loss: the loss the invariances used, as given (`None`: the compiled one).
+
+    `repr(report)` is the text report; in a notebook the report displays as the
+    annotated graph plus a findings table.
+    """
+
+    trace: Trace
+    findings: tuple[Finding, ...]
+    probe: Probe | None = field(default=None, repr=False, compare=False)
+    oracle: OracleResult | None = field(default=None, repr=False, compare=False)
+    model: keras.Model | None = field(default=None, repr=False, compare=False)
+    seed: int = field(default=0, repr=False, compare=False)
+    mask_inputs: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
+    loss: LossSpec = field(default=None, repr=False, compare=False)
+
+    # ------------------------------------------------------------ queries
+    @property
+    def rule_ids(self) -> list[str]:
+        return sorted({f.rule for f in self.findings})
+
+    def at_or_above(self, severity: Severity | str) -> list[Finding]:
+        sev = Severity(severity)
+        return [f for f in self.findings if f.severity.rank >= sev.rank]
+
+    # ------------------------------------------------------------ outputs
+    def to_dict(self) -> dict[str, Any]:
+        from . import __version__
+
+        t = self.trace
+        out = {
+            "maskviz": __version__,
+            "schema": JSON_SCHEMA_VERSION,
+            "keras": t.keras_version,
+            "backend": t.backend,
+            "model": t.model_name,
+        }
+        body = t.to_dict()
+        body.pop("model", None)
+        out.update(body)
+        out["findings"] = [f.to_dict() for f in self.findings]
+        if self.oracle is not None and hasattr(self.oracle, "to_dict"):
+            out["oracle"] = self.oracle.to_dict()
+        keras2 = self.keras2
+        if keras2 is not None:  # the file was saved by tf.keras 2
+            out["saved_by"] = keras2[0].to_dict()
+            out["keras2_comparison"] = keras2[1].to_dict()
+        return out
+
+    @property
+    def keras2(self) -> tuple[Keras2Origin, Keras2Comparison] | None:
+        """`(Keras2Origin, Keras2Comparison)` when the model came from a tf.keras 2 file
+        (see `maskviz.legacy`), else `None`."""
+        from .legacy import keras2_section
+
+        return keras2_section(self)
+
+    def to_json(self, *, indent: int = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False, default=_jsonable)
+
+    def to_text(self, *, width: int = 120, color: bool = False) -> str:
+        return render_text(self, width=width, color=color)
+
+    def to_sarif(self) -> str:
+        return render_sarif(self)
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The call graph as a networkx DiGraph (data only, no styling)."""
+        from .graph import build_graph
+
+        return build_graph(self.trace, self.findings)
+
+    def to_dot(self, *, depth: int | None = None) -> str:
+        from .render import to_dot
+
+        return to_dot(self.graph, depth=depth)
+
+    def render(self, path: str, *, depth: int | None = None) -> str:
+        """Draws the annotated graph to `path` (.svg, .png, .pdf or .dot)."""
+        from .render import render_file
+
+        return render_file(self.graph, path, depth=depth)
+
+    def patch(self, **kwargs: Any) -> Any:
+        """Searches verified repairs for the findings; see `maskviz.fixes.patch_model`."""
+        from .fixes import patch_model
+
+        return patch_model(self, **kwargs)
+
+    def __repr__(self) -> str:
+        return self.to_text(width=120, color=False)
+
+    def _repr_html_(self) -> str:
+        from .notebook import report_html
+
+        return report_html(self)
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if isinstance(x, (set, frozenset)):
+        return sorted(x)
+    return str(x)

@@ -390,8 +390,6 @@ def test_control_characters_in_a_class_name_are_escaped(dense_model, tmp_path):
 def test_unreadable_file_or_folder_is_one_line(tmp_path, monkeypatch, where):
     """Tests run as root, which permission bits do not stop (the fuzz corpus measures that),
     so the operating system's refusal is simulated where maskviz meets it."""
-    from maskviz import loading
-
     target = tmp_path / "locked" / "model.keras"
     target.parent.mkdir()
     target.write_bytes((REPO / "maskviz" / "samples" / "clean_lstm.keras").read_bytes())
@@ -403,7 +401,7 @@ def test_unreadable_file_or_folder_is_one_line(tmp_path, monkeypatch, where):
             raise PermissionError(13, "Permission denied", str(path))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(loading.os, name, refusing)
+    monkeypatch.setattr(os, name, refusing)  # where maskviz.loading meets it
     with pytest.raises(MaskvizError) as excinfo:
         load_model(target)
     message = _one_line(excinfo)

@@ -2,118 +2,19 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import keras
 from keras import ops
 
 from maskviz.layers._masks import as_time_mask, expand_to_rank, first_mask
-
-
-def _as_shape(size: Any) -> tuple[int, ...]:
-    """Normalises one state or output size (int, tuple/list or TensorShape) to a tuple."""
-    if isinstance(size, int):
-        return (size,)
-    if hasattr(size, "as_list"):  # tf.TensorShape, without importing TensorFlow
-        size = size.as_list()
-    try:
-        return tuple(int(d) for d in size)
-    except (TypeError, ValueError) as e:
-        raise ValueError(
-            "Each RNN cell state or output size must be an int, a tuple of ints or a "
-            f"TensorShape. Received: {size!r}"
-        ) from e
-
-
-def _state_shapes(state_size: Any) -> list[tuple[int, ...]]:
-    """Per-state shapes (without batch) from a cell's `state_size`.
-
-    An int or a TensorShape is one state. A list or tuple holds one entry per
-    state, as in Keras (`LSTMCell.state_size == [units, units]`); each entry is
-    an int, a tuple of ints or a TensorShape. So a single state of shape (6, 6)
-    is written `state_size = [(6, 6)]`.
-    """
-    if state_size is None:
-        raise ValueError(
-            "The RNN cell has no `state_size`. Set `state_size` on the cell (in "
-            "`__init__` or `build`). Received: state_size=None"
-        )
-    if isinstance(state_size, int) or hasattr(state_size, "as_list"):
-        return [_as_shape(state_size)]
-    if isinstance(state_size, (list, tuple)):
-        return [_as_shape(s) for s in state_size]
-    raise ValueError(
-        "`state_size` must be an int, a TensorShape, or a list/tuple with one int, "
-        f"tuple or TensorShape per state. Received: state_size={state_size!r}"
-    )
-
-
-def _cell_state_shapes(cell: Any) -> list[tuple[int, ...]]:
-    """Flat per-state shapes; for `StackedRNNCells`, every cell's states in order."""
-    if isinstance(cell, keras.layers.StackedRNNCells):
-        return [shape for sub in cell.cells for shape in _cell_state_shapes(sub)]
-    return _state_shapes(getattr(cell, "state_size", None))
-
-
-def _cell_output_shape(cell: Any) -> tuple[int, ...]:
-    """The cell's output shape (without batch); the first state's by default."""
-    if isinstance(cell, keras.layers.StackedRNNCells):
-        return _cell_output_shape(cell.cells[-1])
-    output_size = getattr(cell, "output_size", None)
-    if output_size is None:
-        return _cell_state_shapes(cell)[0]
-    return _as_shape(output_size)
-
-
-def _pack_states(cell: Any, flat: list[Any]) -> list[Any]:
-    """The flat state list in the structure the cell's `call` expects.
-
-    A plain cell gets the flat list; `StackedRNNCells` gets one list per cell.
-    """
-    if not isinstance(cell, keras.layers.StackedRNNCells):
-        return list(flat)
-    packed, start = [], 0
-    for sub in cell.cells:
-        n = len(_cell_state_shapes(sub))
-        packed.append(_pack_states(sub, flat[start : start + n]))
-        start += n
-    return packed
-
-
-def _accepts(fn: Any, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _config_dropout_masks(cell: Any, step_input: Any, states: list[Any]) -> None:
-    """Creates a dropout cell's masks before the loop, as `keras.layers.RNN` does.
-
-    Masks created inside the loop would be traced values (JAX) or be re-drawn
-    every step, so they are created once here and reset after the call.
-    """
-    if isinstance(cell, keras.layers.StackedRNNCells):
-        for sub_cell, sub_states in zip(cell.cells, states, strict=False):
-            sub_states = list(sub_states) if isinstance(sub_states, (list, tuple)) else [sub_states]
-            _config_dropout_masks(sub_cell, step_input, sub_states)
-            step_input, _ = sub_cell(step_input, sub_states)
-        return
-    if hasattr(cell, "get_dropout_mask") and hasattr(cell, "get_recurrent_dropout_mask"):
-        cell.get_dropout_mask(step_input)
-        cell.get_recurrent_dropout_mask(states[0])
-
-
-def _reset_dropout_masks(cell: Any) -> None:
-    if isinstance(cell, keras.layers.StackedRNNCells):
-        for sub_cell in cell.cells:
-            _reset_dropout_masks(sub_cell)
-        return
-    if hasattr(cell, "reset_dropout_mask"):
-        cell.reset_dropout_mask()
-    if hasattr(cell, "reset_recurrent_dropout_mask"):
-        cell.reset_recurrent_dropout_mask()
+from maskviz.layers._rnn_cells import (
+    _accepts,
+    _cell_output_shape,
+    _cell_state_shapes,
+    _pack_states,
+)
+from maskviz.layers._rnn_loop import run_steps
 
 
 @keras.saving.register_keras_serializable(package="maskviz")
@@ -326,62 +227,16 @@ class MaskedRNN(keras.layers.Layer):
             xs = ops.flip(xs, axis=0)
             ms = ops.flip(ms, axis=0) if ms is not None else None
 
-        _config_dropout_masks(self.cell, xs[0], _pack_states(self.cell, states))
-        output0 = ops.zeros((batch_size, *self.output_shape_per_step), dtype=dtype)
-
-        def step(carry: tuple[Any, list[Any]], x_t: Any, m_t: Any) -> tuple[Any, list[Any]]:
-            prev_output, prev_states = carry
-            output, new_states = self._cell_step(x_t, prev_states, training)
-            output = ops.cast(output, dtype)
-            new_states = [ops.cast(s, dtype) for s in new_states]
-            if m_t is not None:
-                output = ops.where(expand_to_rank(m_t, len(output.shape)), output, prev_output)
-                new_states = [
-                    ops.where(expand_to_rank(m_t, len(new.shape)), new, old)
-                    for new, old in zip(new_states, prev_states, strict=True)
-                ]
-            return output, new_states
-
-        if self.unroll:
-            n_steps = xs.shape[0]
-            if n_steps is None:
-                raise ValueError(
-                    f"Layer '{self.name}' cannot unroll a sequence whose number of steps is "
-                    "unknown. Give `keras.Input` a static time dimension or use "
-                    f"`unroll=False`. Received: sequences.shape={sequences.shape}"
-                )
-            carry = (output0, states)
-            outputs = []
-            for t in range(n_steps):
-                carry = step(carry, xs[t], ms[t] if ms is not None else None)
-                outputs.append(carry[0])
-            last_output, final_states = carry
-            sequence = ops.stack(outputs, axis=1) if self.return_sequences else None
-        elif not self.return_sequences:
-            # Only the last output and states are needed: a loop with no stacking.
-            def body(t: Any, carry: Any) -> Any:
-                m_t = ops.take(ms, t, axis=0) if ms is not None else None
-                return step(carry, ops.take(xs, t, axis=0), m_t)
-
-            last_output, final_states = ops.fori_loop(0, ops.shape(xs)[0], body, (output0, states))
-            sequence = None
-        else:
-            # TensorFlow's scan needs each per-step output to match the carry, so
-            # there the whole carry is stacked; other backends stack the output only.
-            stack_carry = keras.backend.backend() == "tensorflow"
-
-            def scan_fn(carry: Any, x: Any) -> Any:
-                x_t, m_t = x if ms is not None else (x, None)
-                new_carry = step(carry, x_t, m_t)
-                return new_carry, (new_carry if stack_carry else new_carry[0])
-
-            scan_xs = (xs, ms) if ms is not None else xs
-            (last_output, final_states), ys = ops.scan(scan_fn, (output0, states), scan_xs)
-            sequence = None
-            if self.return_sequences:
-                ys = ys[0] if stack_carry else ys
-                sequence = ops.transpose(ys, (1, 0, *range(2, len(ys.shape))))
-        _reset_dropout_masks(self.cell)
+        last_output, final_states, sequence = run_steps(
+            self,
+            xs,
+            ms,
+            states,
+            batch_size=batch_size,
+            dtype=dtype,
+            training=training,
+            sequences_shape=sequences.shape,
+        )
 
         if self.return_sequences:
             output = sequence

@@ -20,14 +20,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..inputs import InputKind
 from .records import (
     ROLES,
+    CallKind,
     CallRecord,
     MaskInfo,
     ModelInput,
     ModelOutput,
+    Role,
     TensorInfo,
     Trace,
+    Via,
 )
 from .symbolic import symbolic_records
 from .tracer import Tracer
@@ -44,13 +48,17 @@ from .values import (
 
 __all__ = [
     "ROLES",
+    "CallKind",
     "CallRecord",
+    "InputKind",
     "MaskInfo",
     "ModelInput",
     "ModelOutput",
+    "Role",
     "TensorInfo",
     "Trace",
     "Tracer",
+    "Via",
     "classify_role",
     "mask_info",
     "mask_weakens",
@@ -85,7 +93,7 @@ def run_trace(model: Any, model_inputs: Sequence[ModelInput], feed: Any) -> Trac
         tracer = Tracer(
             model,
             [i.name for i in model_inputs],
-            mask_inputs=[i.name for i in model_inputs if i.kind == "mask"],
+            mask_inputs=[i.name for i in model_inputs if i.kind == InputKind.MASK],
         )
         with (
             ki.patched_instance_calls(tracer.layers, tracer.make_call),

@@ -6,7 +6,45 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ROLES = ("generator", "propagator", "modifier", "consumer", "destroyer", "none")
+from maskviz._strenum import StrEnum
+from maskviz.inputs import ModelInput
+
+
+class Role(StrEnum):
+    """A call's mask role, from what was observed (see `maskviz.trace.classify_role`)."""
+
+    GENERATOR = "generator"
+    """No mask came in, one goes out: it makes a mask."""
+    PROPAGATOR = "propagator"
+    """A mask came in and the same goes out."""
+    MODIFIER = "modifier"
+    """A mask came in and another goes out."""
+    CONSUMER = "consumer"
+    """A mask came in and was used (received by `call`); none goes out."""
+    DESTROYER = "destroyer"
+    """A mask came in, was not used, and none goes out: it is lost here."""
+    NONE = "none"
+    """No mask in or out."""
+
+
+class Via(StrEnum):
+    """How a call was made."""
+
+    DUNDER_CALL = "__call__"
+    """A normal call, through `Layer.__call__` (Keras attaches and delivers masks)."""
+    CALL = "call"
+    """A direct `layer.call(...)` from a wrapper such as `TimeDistributed`."""
+
+
+class CallKind(StrEnum):
+    """What was called."""
+
+    LAYER = "layer"
+    OP = "op"
+    """A `keras.ops` call or tensor operator recorded as a node of a Functional graph."""
+
+
+ROLES = tuple(Role)
 
 
 @dataclass(frozen=True)
@@ -106,10 +144,11 @@ class CallRecord:
         computed_mask_matches: whether `computed_mask` equals the attached output
             masks.
         mask_weakened: the output mask keeps positions the input mask dropped.
-        role: generator, propagator, modifier, consumer, destroyer, or none.
-        via: "__call__" for a normal call, "call" for a direct `layer.call(...)`
-            from a wrapper such as `TimeDistributed` (recorded once, for the
-            first step, with `steps` the number of such calls).
+        role: the call's `Role`: generator, propagator, modifier, consumer, destroyer,
+            or none.
+        via: `Via.DUNDER_CALL` ("__call__") for a normal call, `Via.CALL` ("call") for
+            a direct `layer.call(...)` from a wrapper such as `TimeDistributed` (recorded
+            once, for the first step, with `steps` the number of such calls).
         observed: True when the call ran on the probe; False when the record comes
             from the symbolic graph only (the forward pass stopped earlier).
         error: the exception message, on the call where the forward pass failed.
@@ -121,8 +160,8 @@ class CallRecord:
             `go_backwards=True` and `return_sequences=True`).
         mask_unchanged: the output mask equals the mask that came in (`None` when
             either is missing or it cannot be told).
-        kind: "layer", or "op" for a `keras.ops` call or tensor operator recorded as
-            a node of a Functional graph (`ops.mean(x)`, `x * 2`, `x[:, 1:]`).
+        kind: `CallKind.LAYER`, or `CallKind.OP` for a `keras.ops` call or tensor operator
+            recorded as a node of a Functional graph (`ops.mean(x)`, `x * 2`, `x[:, 1:]`).
         changed_masks: the input args whose attached mask this call changed while it
             ran (MultiHeadAttention removes the masks of its query, value and key).
     """
@@ -145,8 +184,8 @@ class CallRecord:
     computed_mask: tuple[MaskInfo | None, ...] | None
     computed_mask_matches: bool | None
     mask_weakened: bool
-    role: str
-    via: str = "__call__"
+    role: Role
+    via: Via = Via.DUNDER_CALL
     steps: int = 1
     observed: bool = True
     error: str | None = None
@@ -154,12 +193,18 @@ class CallRecord:
     is_functional: bool = False
     reverses_time: bool = False
     mask_unchanged: bool | None = None
-    kind: str = "layer"
+    kind: CallKind = CallKind.LAYER
     changed_masks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Plain strings (records built by hand, in tests) become their enum members.
+        object.__setattr__(self, "role", Role(self.role))
+        object.__setattr__(self, "via", Via(self.via))
+        object.__setattr__(self, "kind", CallKind(self.kind))
 
     @property
     def is_op(self) -> bool:
-        return self.kind == "op"
+        return self.kind == CallKind.OP
 
     @property
     def input_masked(self) -> bool:
@@ -204,15 +249,6 @@ class CallRecord:
             "kind": self.kind,
             "changed_masks": list(self.changed_masks),
         }
-
-
-@dataclass(frozen=True)
-class ModelInput:
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str
-    kind: str = "data"  # "tokens", "masked-floats", "mask", "data"
-    pairs_with: str | None = None  # for explicit mask inputs: the data input
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .records import CallRecord, TensorInfo
+from .records import CallKind, CallRecord, TensorInfo
 from .values import (
     _dtype,
     _flatten_with_names,
@@ -103,7 +103,7 @@ def _walk_functional(model, prefix, parent, depth, sources, counts, records, ki,
                 observed=False,
                 is_container=not is_op and bool(ki.direct_sublayers(op)),
                 is_functional=inner is not None,
-                kind="op" if is_op else "layer",
+                kind=CallKind.OP if is_op else CallKind.LAYER,
             )
         )
         if inner is not None:

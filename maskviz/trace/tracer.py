@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from .records import CallRecord, TensorInfo
+from .frames import _UNSET, _Frame, _is_loop_body, _received_masks
+from .records import CallKind, CallRecord, TensorInfo, Via
 from .values import (
     _binary,
     _dtype,
@@ -26,40 +27,6 @@ from .values import (
 )
 
 
-class _Frame:
-    def __init__(self, layer, call_id, path, parent, depth, call_index, seq, via):
-        self.layer = layer
-        self.call_id = call_id
-        self.path = path
-        self.parent = parent
-        self.depth = depth
-        self.call_index = call_index
-        self.seq = seq
-        self.via = via
-        self.inputs: list[tuple[str, Any]] = []
-        self.input_sources: list[tuple[str | None, int]] = []
-        self.first_arg: Any = None
-        self.explicit_mask: Any = None
-        self.explicit = False
-        self.received: Any = _UNSET
-        self.call_seen = False
-        self.steps = 1
-        self.root = False
-        self.in_masks: list[Any] = []
-        self.first_masks: list[Any] = []
-        self.is_op = False
-        # Per input: (mask when produced, or _UNSET when unknown/same; changed by).
-        self.transit: list[tuple[Any, str | None]] = []
-
-
-class _Unset:
-    def __repr__(self):
-        return "UNSET"
-
-
-_UNSET = _Unset()
-
-
 class Tracer:
     """Instruments a model's layers for one forward pass and collects call records."""
 
@@ -73,7 +40,7 @@ class Tracer:
         layers = ki.flatten_layers(model)
         skip = set()
         for lyr in layers:
-            inner = getattr(lyr, "_functional", None)
+            inner = ki.wrapped_functional(lyr)
             if inner is not None:
                 skip.add(id(inner))
         self.layers = [lyr for lyr in layers if id(lyr) not in skip]
@@ -101,7 +68,7 @@ class Tracer:
         self.mask_like: set[int] = set()
 
     # ----------------------------------------------------------------- frames
-    def _new_frame(self, layer, via) -> _Frame:
+    def _new_frame(self, layer, via: Via) -> _Frame:
         parent = self.stack[-1] if self.stack else None
         if parent is None:
             f = _Frame(layer, "", "", None, -1, 0, self.seq, via)
@@ -197,7 +164,7 @@ class Tracer:
             key = (top.call_id, id(layer)) if per_step else None
             if key is not None and key in tracer.direct:
                 return tracer._repeat(key, run)
-            frame = tracer._enter(layer, args, kwargs, via="__call__")
+            frame = tracer._enter(layer, args, kwargs, via=Via.DUNDER_CALL)
             if key is not None:
                 # An RNN cell called once per step: one record, `steps` counts them.
                 tracer.direct[key] = frame
@@ -216,7 +183,7 @@ class Tracer:
             def run():
                 return original(op, *args, **kwargs)
 
-            frame = tracer._enter(op, args, kwargs, via="__call__")
+            frame = tracer._enter(op, args, kwargs, via=Via.DUNDER_CALL)
             frame.is_op = True
             return tracer._run(frame, run)
 
@@ -243,7 +210,7 @@ class Tracer:
             key = (top.call_id, id(layer))
             if key in tracer.direct:
                 return tracer._repeat(key, run)
-            frame = tracer._enter(layer, args, kwargs, via="call")
+            frame = tracer._enter(layer, args, kwargs, via=Via.CALL)
             frame.call_seen = True
             frame.received = _received_masks(layer, kwargs)
             tracer.direct[key] = frame
@@ -252,7 +219,7 @@ class Tracer:
         return call
 
     # ----------------------------------------------------------------- events
-    def _enter(self, layer, args, kwargs, via) -> _Frame:
+    def _enter(self, layer, args, kwargs, via: Via) -> _Frame:
         frame = self._new_frame(layer, via)
         names = _param_names(layer)
         frame.inputs = _flatten_with_names(args, kwargs, names)
@@ -286,7 +253,7 @@ class Tracer:
             if produced is not _UNSET and (produced is m or masks_equal(produced, m) is True):
                 produced = _UNSET
             frame.transit.append((produced, self.changers.get(id(t))))
-        if "mask" in kwargs and kwargs["mask"] is not None and via == "__call__":
+        if "mask" in kwargs and kwargs["mask"] is not None and via == Via.DUNDER_CALL:
             frame.explicit = True
             frame.explicit_mask = kwargs["mask"]
         self.stack.append(frame)
@@ -364,7 +331,7 @@ class Tracer:
                 else:
                     computed_flat_cmp = computed_flat[: len(outputs)]
                 attached = [ki.get_mask(t) for t in outputs]
-                if frame.via == "call":
+                if frame.via == Via.CALL:
                     computed_matches = None
                 else:
                     computed_matches = all(
@@ -372,7 +339,7 @@ class Tracer:
                     )
 
         out_masks = [ki.get_mask(t) for t in outputs]
-        if frame.via == "call" and computed_flat is not None:
+        if frame.via == Via.CALL and computed_flat is not None:
             # A direct `call` attaches nothing; show the mask the layer makes.
             out_masks = [
                 m if m is not None else (computed_flat[i] if i < len(computed_flat) else None)
@@ -473,7 +440,7 @@ class Tracer:
             reverses_time=bool(getattr(layer, "go_backwards", False))
             and bool(getattr(layer, "return_sequences", False)),
             mask_unchanged=same,
-            kind="op" if frame.is_op else "layer",
+            kind=CallKind.OP if frame.is_op else CallKind.LAYER,
             changed_masks=changed_masks,
         )
 
@@ -486,25 +453,3 @@ class Tracer:
                 rec = _replace(rec, steps=steps[rec.id])
             recs.append(rec)
         return recs
-
-
-def _received_masks(layer: Any, kwargs: Mapping[str, Any]) -> Any:
-    """The masks `call` got: its `mask` argument, or the `<arg>_mask` arguments Keras
-    fills for calls with several tensor arguments (`query_mask`, `value_mask`)."""
-    names = _param_names(layer)
-    if "mask" in names:
-        return kwargs.get("mask", None)
-    extra = [kwargs.get(n) for n in names if n.endswith("_mask") and n[:-5] in names]
-    if any(m is not None for m in extra):
-        return extra
-    return None
-
-
-def _is_loop_body(parent: Any, layer: Any) -> bool:
-    """Whether `layer` is the step function of `parent` (an RNN's cell)."""
-    cell = getattr(parent, "cell", None)
-    if cell is None:
-        return False
-    if cell is layer:
-        return True
-    return any(c is layer for c in getattr(cell, "cells", []) or [])

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .records import CallRecord, MaskInfo
+from .records import CallRecord, MaskInfo, Role
 
 
 def _shape(x: Any) -> tuple[int | None, ...]:
@@ -158,7 +158,7 @@ def classify_role(
     out_masked: bool,
     received: bool,
     same_as_input: bool | None,
-) -> str:
+) -> Role:
     """The call's mask role, from what was observed.
 
     - generator: no mask came in, one went out.
@@ -168,14 +168,14 @@ def classify_role(
     - propagator: the same mask went out.
     """
     if not in_masked and not received:
-        return "generator" if out_masked else "none"
+        return Role.GENERATOR if out_masked else Role.NONE
     if received:
-        return "consumer"
+        return Role.CONSUMER
     if not out_masked:
-        return "destroyer"
+        return Role.DESTROYER
     if same_as_input is False:
-        return "modifier"
-    return "propagator"
+        return Role.MODIFIER
+    return Role.PROPAGATOR
 
 
 def _replace(rec: CallRecord, **changes: Any) -> CallRecord:
