@@ -7,7 +7,7 @@ from typing import Any
 
 from ..findings import Applicability, Finding, Fix, Severity
 from . import Context, rule
-from .queries import fmt_shape, inner_calls, mask_source, seq_input
+from .queries import fmt_shape, inner_calls, mask_origin, mask_source, seq_input
 
 
 @rule("MV103", "mask-rank-mismatch", Severity.ERROR)
@@ -70,9 +70,7 @@ def mask_rank_mismatch(ctx: Context) -> Iterator[Finding]:
                 call,
                 f"`{call.path}` ({call.class_name}) got mask {fmt_shape(got.shape)} for input "
                 f"{fmt_shape(seq.shape)}: the mask covers more than the (batch, time) axes. "
-                f"Expected a mask of shape {fmt_shape(seq.shape[:2])}."
-                + (f" Received: the mask was made by `{src}`." if src else "")
-                + (f" The call failed: {call.error}" if call.error else ""),
+                f"Expected a mask of shape {fmt_shape(seq.shape[:2])}." + mask_origin(src, call),
                 suggestion=(
                     f"Make the mask per timestep: replace `{src or 'Masking'}` with "
                     "`maskviz.layers.TimestepMasking(mask_value=...)`, whose mask is "

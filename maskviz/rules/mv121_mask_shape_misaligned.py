@@ -14,6 +14,7 @@ from .queries import (
     fmt_shape,
     leading_fit,
     mask_maker,
+    mask_origin,
     observed_severity,
     source_path,
     time_axis_mismatch,
@@ -73,8 +74,7 @@ def mask_shape_misaligned(ctx: Context) -> Iterator[Finding]:
                 f"{call_label(call)}: {what} is {fmt_shape(m.shape)} for tensor "
                 f"{fmt_shape(t.shape)}: "
                 f"{problem}. Expected a mask of shape {fmt_shape(want)}."
-                + (f" Received: the mask was made by `{maker}`." if maker else "")
-                + (f" The call failed: {call.error}" if call.error else ""),
+                + mask_origin(maker, call),
                 suggestion=(
                     "Build the mask from the same tensor (or the same padded input) that "
                     "the call consumes, after every change of its time axis."
@@ -100,8 +100,7 @@ def mask_shape_misaligned(ctx: Context) -> Iterator[Finding]:
             call,
             f"{call_label(call)}: `attention_mask` {fmt_shape(shape)} does not broadcast to "
             f"(batch, query steps, key steps) = {fmt_shape(expected)}."
-            + (f" Received: the mask came from `{maker}`." if maker else "")
-            + (f" The call failed: {call.error}" if call.error else ""),
+            + mask_origin(maker, call, verb="came from"),
             suggestion=(
                 "Build it as `ops.logical_and(query_mask[:, :, None], key_mask[:, None, :])` "
                 "from the masks of the query and key sequences, or let the layer use the "

@@ -58,6 +58,14 @@ def call_label(call: Any) -> str:
     return f"`{call.path}` ({call.class_name}{op})"
 
 
+def mask_origin(maker: str | None, call: Any, *, verb: str = "was made by") -> str:
+    """` Received: the mask was made by `maker`.` and ` The call failed: ...` (each
+    when known), to end a message about a mask at `call`."""
+    return (f" Received: the mask {verb} `{maker}`." if maker else "") + (
+        f" The call failed: {call.error}" if call.error else ""
+    )
+
+
 def input_label(source: str) -> str:
     """`model input NAME` for an `input:NAME` source, else the source itself."""
     return f"model input {source[6:]}" if source.startswith("input:") else source
