@@ -1,4 +1,8 @@
-"""MV102 (mask-not-delivered): see the rule's docstring (`maskviz explain MV102`)."""
+"""MV102 mask-not-delivered: flags a call whose `call` method accepts `mask` but received
+`None`, although its sequence input carried a mask.
+
+The rule's docstring is its documentation (`maskviz explain MV102`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""MV103 (mask-rank-mismatch): see the rule's docstring (`maskviz explain MV103`)."""
+"""MV103 mask-rank-mismatch: flags a mask whose shape is not the leading `(batch, time)`
+axes that the layer using it expects.
+
+The rule's docstring is its documentation (`maskviz explain MV103`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""MV104 (mask-time-misaligned): see the rule's docstring (`maskviz explain MV104`)."""
+"""MV104 mask-time-misaligned: flags a mask whose time length differs from its tensor's (a
+strided or `valid` convolution, pooling, cropping or reshape that passed the mask on
+unchanged), a `TimeDistributed` wrapper whose inner layer makes a mask that the wrapper
+loses or misaligns, and an RNN that returns its sequence reversed (`go_backwards=True,
+return_sequences=True`) with the input's mask unreversed.
+
+The rule's docstring is its documentation (`maskviz explain MV104`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""MV105 (explicit-mask-override): see the rule's docstring (`maskviz explain MV105`)."""
+"""MV105 explicit-mask-override: flags a call that was given `mask=` explicitly, where that
+mask differs from the mask its input already carried.
+
+The rule's docstring is its documentation (`maskviz explain MV105`).
+"""
 
 from __future__ import annotations
 

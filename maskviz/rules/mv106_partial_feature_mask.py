@@ -1,4 +1,9 @@
-"""MV106 (partial-feature-mask): see the rule's docstring (`maskviz explain MV106`)."""
+"""MV106 partial-feature-mask: reads the values a `Masking` layer received (on the probe,
+or on your samples with `--data`) and counts the timesteps where some, but not all,
+features equal `mask_value`.
+
+The rule's docstring is its documentation (`maskviz explain MV106`).
+"""
 
 from __future__ import annotations
 

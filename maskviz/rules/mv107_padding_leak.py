@@ -1,4 +1,7 @@
-"""MV107 (padding-leak): see the rule's docstring (`maskviz explain MV107`)."""
+"""MV107 padding-leak: reports where the leak oracle saw padding leak into the outputs.
+
+The rule's docstring is its documentation (`maskviz explain MV107`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""MV108 (fully-masked-sample): see the rule's docstring (`maskviz explain MV108`)."""
+"""MV108 fully-masked-sample: the leak oracle appends two samples in which every step is
+masked (tokens all padding, or the mask source masking every step) and whose padding
+values differ.
+
+The rule's docstring is its documentation (`maskviz explain MV108`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""MV109 (mask-reaches-loss): see the rule's docstring (`maskviz explain MV109`)."""
+"""MV109 mask-reaches-loss: reports a model output that carries a mask.
+
+The rule's docstring is its documentation (`maskviz explain MV109`).
+"""
 
 from __future__ import annotations
 

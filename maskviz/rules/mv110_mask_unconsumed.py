@@ -1,4 +1,9 @@
-"""MV110 (mask-unconsumed): see the rule's docstring (`maskviz explain MV110`)."""
+"""MV110 mask-unconsumed: flags a layer that makes a mask (`Embedding(mask_zero=True)`,
+`Masking`) whose mask never reaches a layer that uses it, nor a model output (where the
+loss would use it).
+
+The rule's docstring is its documentation (`maskviz explain MV110`).
+"""
 
 from __future__ import annotations
 

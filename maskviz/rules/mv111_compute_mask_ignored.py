@@ -1,4 +1,8 @@
-"""MV111 (compute-mask-ignored): see the rule's docstring (`maskviz explain MV111`)."""
+"""MV111 compute-mask-ignored: flags a call whose output carries a mask that differs from
+what the layer's own `compute_mask` returns for the same inputs.
+
+The rule's docstring is its documentation (`maskviz explain MV111`).
+"""
 
 from __future__ import annotations
 

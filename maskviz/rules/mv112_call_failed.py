@@ -1,4 +1,8 @@
-"""MV112 (call-failed): see the rule's docstring (`maskviz explain MV112`)."""
+"""MV112 call-failed: reports the layer call where the forward pass on the probe (or
+`--data`) failed, with the exception's message.
+
+The rule's docstring is its documentation (`maskviz explain MV112`).
+"""
 
 from __future__ import annotations
 

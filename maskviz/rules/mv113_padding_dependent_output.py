@@ -1,4 +1,9 @@
-"""MV113 (padding-dependent-output): see the rule's docstring (`maskviz explain MV113`)."""
+"""MV113 padding-dependent-output: runs the same real content padded differently and
+compares the model's outputs at real positions (and its pooled or last-step outputs,
+which have no time axis).
+
+The rule's docstring is its documentation (`maskviz explain MV113`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""MV114 (learns-from-padding): see the rule's docstring (`maskviz explain MV114`)."""
+"""MV114 learns-from-padding: computes the loss (the model's compiled loss, `--loss NAME`,
+or `inspect(..., loss=)`) and the gradients of every trainable weight on targets built
+for the probe (or your own batch, with `maskviz.callbacks.PaddingCheck`), then changes
+only what is padding.
+
+The rule's docstring is its documentation (`maskviz explain MV114`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""MV115 (mask-misses-padding): see the rule's docstring (`maskviz explain MV115`)."""
+"""MV115 mask-misses-padding: compares each mask a layer makes (`Masking`,
+`Embedding(mask_zero=True)`, any generator in the trace) with the padding found in the
+data that feeds it.
+
+The rule's docstring is its documentation (`maskviz explain MV115`).
+"""
 
 from __future__ import annotations
 

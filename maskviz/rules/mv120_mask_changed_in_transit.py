@@ -1,4 +1,9 @@
-"""MV120 (mask-changed-in-transit): see the rule's docstring (`maskviz explain MV120`)."""
+"""MV120 mask-changed-in-transit: compares, for every tensor a call consumes, the mask the
+tensor carried when the call that produced it returned it with the mask it carries when
+it is consumed.
+
+The rule's docstring is its documentation (`maskviz explain MV120`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""MV121 (mask-shape-misaligned): see the rule's docstring (`maskviz explain MV121`)."""
+"""MV121 mask-shape-misaligned: compares every mask a call got (attached to an input,
+delivered in `mask`, or passed as `attention_mask`) with the tensor it is for.
+
+The rule's docstring is its documentation (`maskviz explain MV121`).
+"""
 
 from __future__ import annotations
 

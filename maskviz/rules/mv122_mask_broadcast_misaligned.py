@@ -1,4 +1,9 @@
-"""MV122 (mask-broadcast-misaligned): see the rule's docstring (`maskviz explain MV122`)."""
+"""MV122 mask-broadcast-misaligned: flags an operation that combines a tensor with a mask
+of fewer axes (`x * mask`, `ops.where(mask, x, 0)`) where the mask matches the tensor's
+*leading* axes `(batch, time)`, while broadcasting aligns shapes from the *right*.
+
+The rule's docstring is its documentation (`maskviz explain MV122`).
+"""
 
 from __future__ import annotations
 
