@@ -15,12 +15,16 @@ v":
   in the same container.
 
 Queries: `descendants`, `ancestors`, `path`, `topological_order`, `first_of`
-(the members of a set none of whose ancestors are in the set).
+(the members of a set none of whose ancestors are in the set); for the rules,
+`children` and `container` (containment), `consumers` (data edges), `downstream`
+(where a call's outputs go, breadth first), `mask_consumers` (where the mask a
+call's output carries goes) and `walk` (a search over any of these steps).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import networkx as nx
@@ -61,6 +65,7 @@ class CallGraph:
                 _edge(g, c.id, c.parent, CONTAINS, remasks=bool(by_id[c.parent].output_masked))
         self.graph = g
         self._by_id = by_id
+        self._children = children
         self.outputs = [
             (o.name, o.source, o.source_index)
             for o in getattr(trace, "outputs", ())
@@ -70,6 +75,80 @@ class CallGraph:
     # ------------------------------------------------------------------ queries
     def __contains__(self, node: str) -> bool:
         return node in self.graph
+
+    def record(self, node: str) -> Any:
+        """The call record of a call id (`None` for an input node or an unknown id)."""
+        return self._by_id.get(node)
+
+    def children(self, node: str) -> list[str]:
+        """The calls directly inside `node` (a nested model, a wrapper, an RNN's cell),
+        in trace order."""
+        return list(self._children.get(node, ())) if node in self._by_id else []
+
+    def container(self, node: str) -> str | None:
+        """The call `node` runs inside, or `None` at the top level."""
+        for v in self.graph.succ.get(node, {}):
+            if self.graph.edges[node, v]["kind"] == CONTAINS:
+                return v
+        return None
+
+    def consumers(self, node: str) -> list[str]:
+        """The calls that take an output of `node` as an input (data edges), in trace
+        order."""
+        succ = self.graph.succ.get(node, {})
+        return [v for v, e in succ.items() if e["kind"] == DATA]
+
+    def _reach(self, node: str, through_remask: bool) -> list[str]:
+        """Data edges and containment edges out of `node` (not unseen ones), in the
+        order they were added: where `node`'s outputs go next."""
+        return [
+            v
+            for v, e in self.graph.succ.get(node, {}).items()
+            if e["kind"] == DATA
+            or (e["kind"] == CONTAINS and (through_remask or not e.get("remasks", False)))
+        ]
+
+    def downstream(self, node: str, *, through_remask: bool = False) -> list[str]:
+        """Every call that depends on `node`'s outputs through data or containment
+        (not through unseen ops), breadth first, once each. By default a container
+        whose output carries a mask again (it restored the mask itself) is not
+        reached from inside it."""
+        return list(self.walk(node, lambda n: self._reach(n, through_remask)))
+
+    def mask_consumers(self, node: str) -> list[str]:
+        """Where the mask on `node`'s output goes next: its data consumers, then its
+        container when the container's output carries a mask again (it passed the mask
+        on) or when nothing inside the container consumes `node` (it leaves through
+        the container's output)."""
+        out = self.consumers(node)
+        parent = self.container(node)
+        if parent is not None and (self.graph.edges[node, parent].get("remasks") or not out):
+            out.append(parent)
+        return out
+
+    def walk(
+        self,
+        start: str,
+        step: Callable[[str], Iterable[str]],
+        *,
+        expand: Callable[[str], bool] | None = None,
+        depth_first: bool = False,
+    ) -> Iterator[str]:
+        """The nodes reached from `start`, each once, in the order found: `step(node)`
+        gives a node's next nodes; a found node is walked on from only when `expand`
+        (default: always) says so. Breadth first, or depth first (last found, first
+        walked on)."""
+        seen = {start}
+        frontier = deque([start])
+        while frontier:
+            cur = frontier.pop() if depth_first else frontier.popleft()
+            for n in step(cur):
+                if n in seen:
+                    continue
+                seen.add(n)
+                yield n
+                if expand is None or expand(n):
+                    frontier.append(n)
 
     def _view(self, through_remask: bool) -> Any:
         if through_remask:

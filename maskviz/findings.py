@@ -77,6 +77,9 @@ class Finding:
     suggestion: str = ""
     fix: Fix | None = None
     details: tuple[tuple[str, Any], ...] = ()
+    # Ids of other calls the finding is about (where a mask stops, for MV110), read by
+    # the overlap policy (`maskviz.rules.overlap`); not part of the report.
+    related: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -9,7 +9,7 @@ import numpy as np
 from keras import layers, ops
 
 import maskviz
-from maskviz.rules.alignment import leading_fit, trailing_fit
+from maskviz.rules.queries import leading_fit, trailing_fit
 
 T, D, VOCAB = 8, 16, 40
 

@@ -1,10 +1,20 @@
 """The rule registry.
 
 A rule is a small function that reads a `Context` (the trace, the probe, the
-oracle's verdict) and yields findings. It is registered with an id (`MV101`), a
-kebab-case name and a default severity; its docstring is its documentation, printed
-by `maskviz explain MV101`, with the sections `## What it does`, `## Why is this
-bad?`, `## Example`, `Use instead:` and `## Fix safety`.
+oracle's verdict) and yields findings. Each rule lives in its own module,
+`maskviz/rules/mv101_mask_dropped.py` (its id, then its name), found by
+`all_rules()`; it is registered with an id (`MV101`), a kebab-case name and a
+default severity. Its docstring is its documentation, printed by `maskviz explain
+MV101`, with the sections `## What it does`, `## Why is this bad?`, `## Example`,
+`Use instead:` and `## Fix safety`.
+
+While a rule runs, `ctx.finding(call, message, ...)` makes a finding of that rule:
+the registry binds the id. What rules ask of the trace is written once in
+`maskviz.rules.queries` (graph questions through `ctx.graph`, a
+`maskviz.callgraph.CallGraph`), advice that several rules give in
+`maskviz.rules.advice`. No rule runs another: where two findings are about the same
+call or cause, `maskviz.rules.overlap` decides which one is reported, after every
+rule ran (see `docs/rules.md`).
 
 Importing this package must stay light (no Keras, no TensorFlow): `maskviz rules`
 and `maskviz explain` use it.
@@ -14,8 +24,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ..findings import Finding, Fix, Severity
@@ -28,13 +41,8 @@ DOC_SECTIONS = (
     "## Fix safety",
 )
 
-# Rule modules, by family. Import order is registration order.
-_FAMILIES = (
-    "maskviz.rules.structure",
-    "maskviz.rules.behaviour",
-    "maskviz.rules.alignment",
-    "maskviz.rules.invariance",
-)
+# A rule module's name: its id in lower case, then its name in snake case.
+_RULE_MODULE = re.compile(r"mv\d{3}_[a-z0-9_]+")
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,7 @@ class Rule:
     id: str
     name: str
     severity: Severity
-    family: str
+    module: str
     func: Callable[[Context], Iterable[Finding]] = field(compare=False, repr=False)
 
     @property
@@ -74,7 +82,7 @@ def rule(id: str, name: str, severity: Severity | str) -> Callable:
             id=id,
             name=name,
             severity=Severity(severity),
-            family=func.__module__.rsplit(".", 1)[-1],
+            module=func.__module__,
             func=func,
         )
         func.rule_id = id
@@ -83,8 +91,15 @@ def rule(id: str, name: str, severity: Severity | str) -> Callable:
     return register
 
 
+def rule_modules() -> list[str]:
+    """The rule modules of this package (`maskviz.rules.mv101_mask_dropped`, ...), in
+    id order."""
+    names = (m.name for m in pkgutil.iter_modules(__path__))
+    return [f"{__name__}.{n}" for n in sorted(names) if _RULE_MODULE.fullmatch(n)]
+
+
 def all_rules() -> list[Rule]:
-    for mod in _FAMILIES:
+    for mod in rule_modules():
         importlib.import_module(mod)
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
@@ -118,10 +133,25 @@ class Context:
     oracle: Any = None
     model: Any = None
     loss: Any = None
+    _rule: Rule | None = field(default=None, init=False, repr=False, compare=False)
+
+    @cached_property
+    def graph(self) -> Any:
+        """The trace's `maskviz.callgraph.CallGraph`, built once."""
+        from ..callgraph import CallGraph
+
+        return CallGraph(self.trace)
+
+    def run(self, r: Rule) -> list[Finding]:
+        """The findings of rule `r` (`ctx.finding` makes findings of `r` meanwhile)."""
+        previous, self._rule = self._rule, r
+        try:
+            return list(r.func(self) or ())
+        finally:
+            self._rule = previous
 
     def finding(
         self,
-        rule_id: str,
         call: Any,
         message: str,
         *,
@@ -129,8 +159,12 @@ class Context:
         fix: Fix | None = None,
         severity: Severity | None = None,
         details: Iterable[tuple[str, Any]] = (),
+        related: Iterable[str] = (),
     ) -> Finding:
-        r = _REGISTRY[rule_id]
+        """A finding of the running rule at `call` (`None`: about the whole model)."""
+        r = self._rule
+        if r is None:
+            raise RuntimeError("Context.finding is called by a rule that `Context.run` runs.")
         return Finding(
             rule=r.id,
             name=r.name,
@@ -142,21 +176,27 @@ class Context:
             suggestion=suggestion,
             fix=fix,
             details=tuple(details),
+            related=tuple(related),
         )
 
 
 def run_rules(ctx: Context, select: Iterable[str] | None = None) -> list[Finding]:
-    """Runs every registered rule (or those in `select`) and returns the findings in
-    trace order, then by rule id."""
+    """Runs every registered rule, applies the overlap policy
+    (`maskviz.rules.overlap`), and returns the findings (those of the rules in
+    `select`, when given) in trace order, then by rule id.
+
+    Every rule runs even with `select`, so that a selected rule's findings are the
+    ones a full run reports."""
+    from .overlap import resolve
+
     chosen = {s.upper() for s in select} if select else None
     order = {c.id: i for i, c in enumerate(ctx.trace.calls)}
     findings: list[Finding] = []
     for r in all_rules():
-        if chosen is not None and r.id not in chosen:
-            continue
-        findings.extend(r.func(ctx) or ())
+        findings.extend(ctx.run(r))
     findings.sort(key=lambda f: (order.get(f.call_id, len(order)), f.rule, f.message))
-    return _dedupe(findings)
+    findings = resolve(ctx, _dedupe(findings))
+    return [f for f in findings if chosen is None or f.rule in chosen]
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
@@ -171,26 +211,10 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
 
 
 def iter_downstream(trace: Any, call_id: str) -> Iterator[Any]:
-    """Every call that depends on `call_id`'s outputs, breadth first, once each.
+    """Every call that depends on `call_id`'s outputs, nearest first, once each
+    (`CallGraph.downstream`; kept for `maskviz.fixes`)."""
+    from ..callgraph import CallGraph
 
-    What happens inside a nested model or wrapper reaches what the container feeds,
-    unless the container's output carries a mask again (it restored it itself).
-    """
-    consumers: dict[str, list[Any]] = {}
-    by_id = {c.id: c for c in trace.calls}
-    for c in trace.calls:
-        for t in c.inputs:
-            if t.source is not None:
-                consumers.setdefault(t.source, []).append(c)
-        parent = by_id.get(c.parent) if c.parent else None
-        if parent is not None and not parent.output_masked:
-            consumers.setdefault(c.id, []).append(parent)
-    seen = {call_id}
-    queue = [call_id]
-    while queue:
-        cur = queue.pop(0)
-        for c in consumers.get(cur, []):
-            if c.id not in seen:
-                seen.add(c.id)
-                queue.append(c.id)
-                yield c
+    graph = CallGraph(trace)
+    for node in graph.downstream(call_id):
+        yield graph.record(node)
