@@ -35,7 +35,7 @@ for path in sys.argv[2:]:
 def model_files(tmp_path_factory):
     keras_hub = pytest.importorskip("keras_hub")
     import keras
-    import zoo
+    from models import zoo
 
     root = tmp_path_factory.mktemp("same_bytes")
     keras.utils.set_random_seed(0)

@@ -1,4 +1,4 @@
-"""`maskviz fix` as a verified search, on the bug zoo (`tests/zoo_bugs.py`).
+"""`maskviz fix` as a verified search, on the bug zoo (`tests/models/zoo_bugs.py`).
 
 Every truth here is computed in the test, without maskviz: a model leaks when its
 outputs change under a change of the padding alone, either
@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import zoo_bugs as zb  # noqa: E402
+from models import zoo_bugs as zb  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import maskviz  # noqa: E402

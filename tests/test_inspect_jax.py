@@ -21,7 +21,8 @@ SCRIPT = textwrap.dedent(
     import sys, warnings
     warnings.simplefilter("ignore")
     sys.path.insert(0, {tests!r})
-    import keras, maskviz, zoo
+    import keras, maskviz
+    from models import zoo
     assert keras.backend.backend() == "jax", keras.backend.backend()
     z = zoo.Zoo()
     expected = {{

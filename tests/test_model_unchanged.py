@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import zoo as zoo_module  # noqa: E402
+from models import zoo as zoo_module  # noqa: E402
 
 import maskviz  # noqa: E402
 from maskviz import _keras_internals as ki  # noqa: E402

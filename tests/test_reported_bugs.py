@@ -1,4 +1,4 @@
-"""maskviz against reproduced public masking reports (tests/reported_bugs.py).
+"""maskviz against reproduced public masking reports (tests/models/reported_bugs.py).
 
 For each case the padding truth is measured on the installed Keras, independently
 of maskviz (append / truncate / perturb / pad-side / loss; see `reported_bugs`).
@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable
 
 import pytest
-import reported_bugs as rb
+from models import reported_bugs as rb
 
 
 @functools.cache

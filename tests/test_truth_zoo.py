@@ -1,6 +1,6 @@
 """maskviz's verdict on the truth zoo agrees with the truth measured in the test.
 
-For every model in `tests/zoo_truth.py`: when truncation or value changes show that
+For every model in `tests/models/zoo_truth.py`: when truncation or value changes show that
 real outputs depend on the padding, maskviz reports a padding-invariance finding
 (MV107 or MV113); when they do not, maskviz reports no error at all. Loss entries:
 MV114 exactly when changing only the targets at padded steps changes the loss.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
-from zoo_truth import ZOO, loss_truth, truth
+from models.zoo_truth import ZOO, loss_truth, truth
 
 import maskviz
 
