@@ -6,6 +6,7 @@ Assertions are by rule id (pyflakes style), never by message text.
 from __future__ import annotations
 
 import pytest
+from models import zoo
 
 # rule id -> (model that shows the bug, where it must be reported, its true twin: the
 # same model with only the bug repaired, see tests/models/zoo.py)
@@ -55,23 +56,7 @@ def test_rule_quiet_on_twin(case, inspected):
     assert not rules_at(report, rule), report.to_text()
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "clean_lstm",
-        "bidirectional_tagger",
-        "transformer_block",
-        "nested_encoder",
-        "shared_embedding",
-        "sequential_lstm",
-        "subclassed_tagger",
-        "timedistributed_dense",
-        "no_masks",
-        "keras_hub_encoder",
-        "reversible_embedding_lstm",
-        "strided_conv_text",
-    ],
-)
+@pytest.mark.parametrize("name", zoo.CLEAN)
 def test_correct_models_have_no_structural_findings(name, inspected, passes_mask):
     report = inspected(name, oracle=False)
     dropper = NEEDS_MASK_PASSED_ON.get(name)

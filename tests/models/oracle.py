@@ -1,7 +1,8 @@
 """The models of the leak-oracle tests (tests/test_oracle.py).
 
-The oracle tests build them after one `keras.utils.set_random_seed(1234)`, in the
-order they ask for them; the registry's builders seed each one themselves.
+Also the models of the behaviour-rule tests (tests/test_rules_behaviour.py). The tests
+build them after one `keras.utils.set_random_seed(...)`, in the order they ask for
+them; the registry's builders seed each one themselves.
 """
 
 from __future__ import annotations
@@ -139,11 +140,54 @@ def attention_pooling_after_embedding():
     return keras.Model(i, L.Dense(2, name="head")(x), name="attention_pooling")
 
 
+# ------------------------------------------------------- behaviour rules (MV106-MV109)
+
+
+def max_pooling_after_embedding_fixed():
+    """`max_pooling_after_embedding` with maskviz's mask-aware max pooling."""
+    from maskviz.layers import MaskedGlobalMaxPooling1D
+
+    i = keras.Input((8,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 4, mask_zero=True, name="embedding")(i)
+    x = MaskedGlobalMaxPooling1D(name="gmp")(x)
+    return keras.Model(i, L.Dense(2, name="head")(x), name="max_pooling_after_embedding_fixed")
+
+
+def lstm_after_embedding():
+    i = keras.Input((8,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 4, mask_zero=True)(i)
+    return keras.Model(i, L.Dense(2, name="head")(L.LSTM(4)(x)), name="lstm_after_embedding")
+
+
+def bilstm_tags():
+    i = keras.Input((8,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 4, mask_zero=True)(i)
+    x = L.Bidirectional(L.LSTM(4, return_sequences=True))(x)
+    return keras.Model(i, L.Dense(3, name="tags")(x), name="bilstm_tags")
+
+
+def halved_tags():
+    """Keeps every second step but passes the mask on unchanged: the tags' mask cannot
+    match them."""
+    from models.zoo import Downsample
+
+    i = keras.Input((8,), dtype="int32", name="tokens")
+    x = L.Embedding(30, 4, mask_zero=True)(i)
+    return keras.Model(i, L.Dense(3, name="tags")(Downsample(name="halve")(x)), name="halved")
+
+
+def masking_lstm():
+    i = keras.Input((8, 3), name="features")
+    x = L.Masking(0.0, name="masking")(i)
+    return keras.Model(i, L.Dense(1)(L.LSTM(4)(x)), name="masking_lstm")
+
+
 _BUGS = {
     "conv_after_masking": "Conv1D drops the mask",
     "flatten_after_embedding": "Flatten reads padding",
     "max_pooling_after_embedding": "GlobalMaxPooling1D reads padding",
     "conv_after_embedding": "Conv1D drops the mask",
+    "halved_tags": "mask not resampled with its tensor",
 }
 for _name in (
     "conv_after_masking",
@@ -157,8 +201,21 @@ for _name in (
     "conv_after_embedding",
     "gap_after_embedding",
     "attention_pooling_after_embedding",
+    "max_pooling_after_embedding_fixed",
+    "lstm_after_embedding",
+    "bilstm_tags",
+    "halved_tags",
+    "masking_lstm",
 ):
-    register("oracle", _name, seeded(globals()[_name], 1234), bug=_BUGS.get(_name))
+    register(
+        "oracle",
+        _name,
+        seeded(globals()[_name], 1234),
+        bug=_BUGS.get(_name),
+        twin="max_pooling_after_embedding_fixed"
+        if _name == "max_pooling_after_embedding"
+        else None,
+    )
 register(
     "oracle",
     "seq2seq",
