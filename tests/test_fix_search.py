@@ -171,6 +171,7 @@ def fixed(tmp_path_factory):
     return _Fixes(tmp_path_factory.mktemp("zoo_bugs"))
 
 
+@pytest.mark.slow
 def test_zoo_has_twenty_bug_classes():
     assert len(set(zb.BUGS)) >= 20
     # Every zoo model is a bug by the test's own truth.
@@ -249,6 +250,7 @@ def test_op_between_layers_is_rewritten(fixed):
 # --------------------------------------------------------------------------- no fix
 
 
+@pytest.mark.slow
 def test_no_candidate_passed_writes_nothing(tmp_path):
     model, data = zb.build("reversed_time_weighted_layer")
     out = tmp_path / "reversed.keras"
@@ -259,6 +261,7 @@ def test_no_candidate_passed_writes_nothing(tmp_path):
     assert "why:" in text and "nothing written" in text
 
 
+@pytest.mark.slow
 def test_cli_exit_codes(tmp_path):
     runner = CliRunner()
     model, data = zb.build("reversed_time_weighted_layer")

@@ -42,6 +42,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a subprocess; the full suite runs it
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="this session already runs on JAX")
 def test_same_findings_on_jax():

@@ -9,17 +9,30 @@ from __future__ import annotations
 
 import keras
 
-from models import register, seeded
+from models import register, seeded, zoo
 
 L = keras.layers
 
 
-def conv_after_masking():
-    i = keras.Input((8, 3), name="features")
-    x = L.Masking(0.0, name="masking")(i)
+def _conv_chain(front: str):
+    """A mask source, then Conv1D (drops the mask) and two Dense layers."""
+    if front == "masking":
+        i = keras.Input((8, 3), name="features")
+        x = L.Masking(0.0, name="masking")(i)
+    else:
+        i = keras.Input((8,), dtype="int32", name="tokens")
+        x = L.Embedding(30, 3, mask_zero=True, name="embedding")(i)
     x = L.Conv1D(4, 3, padding="same", name="conv1d")(x)
     x = L.Dense(4, name="dense_a")(x)
-    return keras.Model(i, L.Dense(2, name="dense_b")(x), name="conv_after_masking")
+    return keras.Model(i, L.Dense(2, name="dense_b")(x), name=f"conv_after_{front}")
+
+
+def conv_after_masking():
+    return _conv_chain("masking")
+
+
+def conv_after_embedding():
+    return _conv_chain("embedding")
 
 
 def flatten_after_embedding():
@@ -49,25 +62,10 @@ def max_pooling_after_embedding():
     return keras.Model(i, L.Dense(2, name="head")(x), name="max_pooling_after_embedding")
 
 
-def embedding_lstm_dense():
-    i = keras.Input((None,), dtype="int32", name="tokens")
-    x = L.Embedding(30, 8, mask_zero=True)(i)
-    x = L.LSTM(8)(x)
-    return keras.Model(i, L.Dense(2)(x), name="embedding_lstm_dense")
-
-
-def masking_gru_time_distributed():
-    i = keras.Input((None, 3), name="features")
-    x = L.Masking(0.0)(i)
-    x = L.GRU(6, return_sequences=True)(x)
-    return keras.Model(i, L.TimeDistributed(L.Dense(2))(x), name="masking_gru_td")
-
-
-def bilstm_tagger():
-    i = keras.Input((None,), dtype="int32", name="tokens")
-    x = L.Embedding(30, 8, mask_zero=True)(i)
-    x = L.Bidirectional(L.LSTM(6, return_sequences=True))(x)
-    return keras.Model(i, L.Dense(5)(x), name="bilstm_tagger")
+# The oracle's clean recurrent models are the zoo's, under the names its tests use.
+embedding_lstm_dense = zoo.clean_lstm
+masking_gru_time_distributed = zoo.timedistributed_dense
+bilstm_tagger = zoo.bidirectional_tagger
 
 
 def transformer_block():
@@ -83,25 +81,18 @@ def transformer_block():
     return keras.Model([tok, pm], L.Dense(2)(x), name="transformer_block")
 
 
-def bert():
+def bert(num_layers: int = 2, hidden_dim: int = 16):
+    """A tiny keras-hub BertBackbone (random weights)."""
     import keras_hub
 
     return keras_hub.models.BertBackbone(
         vocabulary_size=50,
-        num_layers=2,
+        num_layers=num_layers,
         num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
+        hidden_dim=hidden_dim,
+        intermediate_dim=2 * hidden_dim,
         max_sequence_length=16,
     )
-
-
-def conv_after_embedding():
-    i = keras.Input((8,), dtype="int32", name="tokens")
-    x = L.Embedding(30, 3, mask_zero=True, name="embedding")(i)
-    x = L.Conv1D(4, 3, padding="same", name="conv1d")(x)
-    x = L.Dense(4, name="dense_a")(x)
-    return keras.Model(i, L.Dense(2, name="dense_b")(x), name="conv_after_embedding")
 
 
 def gap_after_embedding():
@@ -193,9 +184,6 @@ for _name in (
     "conv_after_masking",
     "flatten_after_embedding",
     "max_pooling_after_embedding",
-    "embedding_lstm_dense",
-    "masking_gru_time_distributed",
-    "bilstm_tagger",
     "transformer_block",
     "bert",
     "conv_after_embedding",
