@@ -1,4 +1,4 @@
-"""Scores maskviz on the corpus of reproduced masking reports (tests/reported_bugs.py).
+"""Scores maskviz on the corpus of reproduced masking reports (tests/models/reported_bugs.py).
 
 For every case: the padding truth measured on the installed Keras (independently
 of maskviz), maskviz's error-level findings on the same model and padded data,
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.filterwarnings("ignore")
     import keras
-    import reported_bugs as rb
+    from models import reported_bugs as rb
 
     unknown = [n for n in args.cases if n not in rb.CASES]
     if unknown:

@@ -29,8 +29,8 @@ def update_goldens(request) -> bool:
 
 @pytest.fixture(scope="session")
 def zoo():
-    """Fixture models named for the bug they show (see tests/zoo.py), built once."""
-    import zoo as z
+    """Fixture models named for the bug they show (see tests/models/zoo.py), built once."""
+    from models import zoo as z
 
     return z.Zoo()
 

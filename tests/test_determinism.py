@@ -33,26 +33,21 @@ for path in sys.argv[2:]:
 
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory):
-    keras_hub = pytest.importorskip("keras_hub")
+    pytest.importorskip("keras_hub")
     import keras
-    import zoo
+    from models import zoo
+    from models.oracle import bert
 
     root = tmp_path_factory.mktemp("same_bytes")
     keras.utils.set_random_seed(0)
     zoo.keras_hub_encoder().save(root / "keras_hub_encoder.keras")
-    bert = keras_hub.models.BertBackbone(
-        vocabulary_size=50,
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=16,
-    )
+    bert = bert(num_layers=1, hidden_dim=8)
     bert.save(root / "bert_backbone.keras")
     sample = REPO / "maskviz" / "samples" / "seq2seq_initial_state.keras"
     return [str(sample), str(root / "keras_hub_encoder.keras"), str(root / "bert_backbone.keras")]
 
 
+@pytest.mark.slow  # a subprocess; the full suite runs it
 def test_json_and_dot_are_byte_identical_across_processes(model_files, tmp_path):
     """Two fresh processes, run side by side. (Inside one long-lived process, sublayers that
     Keras names at load time, such as an attention layer's inner softmax, take the next

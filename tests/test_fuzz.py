@@ -93,6 +93,7 @@ def test_corpus_has_every_family_and_300_variants(corpus):
     assert len({v.id for v in variants}) == len(variants)
 
 
+@pytest.mark.slow  # a subprocess; the full suite runs it
 def test_fuzz_sample(corpus):
     variants, _, root = corpus
     chosen = fuzz_corpus.sample_of(variants, SAMPLE, seed=0)

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import keras
 import pytest
-from test_render import build_conv_drop, build_nested, build_seq2seq, build_shared, build_video
+from models.render import build_conv_drop, build_nested, build_seq2seq, build_shared, build_video
 
 import maskviz
 from maskviz.graph import build_graph, mask_state, worst_state

@@ -21,7 +21,8 @@ SCRIPT = textwrap.dedent(
     import sys, warnings
     warnings.simplefilter("ignore")
     sys.path.insert(0, {tests!r})
-    import keras, maskviz, zoo
+    import keras, maskviz
+    from models import zoo
     assert keras.backend.backend() == "jax", keras.backend.backend()
     z = zoo.Zoo()
     expected = {{
@@ -41,6 +42,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a subprocess; the full suite runs it
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="this session already runs on JAX")
 def test_same_findings_on_jax():

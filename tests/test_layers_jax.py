@@ -14,6 +14,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parent / "jax_layers_check.py"
 
 
+@pytest.mark.slow  # a subprocess; the full suite runs it
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 @pytest.mark.skipif(
     keras.backend.backend() == "jax", reason="this session already runs the tests on JAX"

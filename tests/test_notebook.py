@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_render import build_nested, build_seq2seq
+from models.render import build_nested, build_seq2seq
 
 import maskviz
 from maskviz import notebook

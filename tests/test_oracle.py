@@ -10,6 +10,12 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from models import oracle as om
+from models.oracle import (
+    attention_pooling_after_embedding,
+    conv_after_embedding,
+    gap_after_embedding,
+)
 
 from maskviz import _keras_internals as ki
 from maskviz.oracle import ATOL, RTOL, run_oracle
@@ -31,91 +37,6 @@ def leaks(result) -> set[str]:
     return {lk.call_id for _, lk in result.leaks}
 
 
-# --------------------------------------------------------------------------- models
-
-
-def conv_after_masking():
-    i = keras.Input((8, 3), name="features")
-    x = L.Masking(0.0, name="masking")(i)
-    x = L.Conv1D(4, 3, padding="same", name="conv1d")(x)
-    x = L.Dense(4, name="dense_a")(x)
-    return keras.Model(i, L.Dense(2, name="dense_b")(x), name="conv_after_masking")
-
-
-def flatten_after_embedding():
-    i = keras.Input((8,), dtype="int32", name="tokens")
-    x = L.Embedding(30, 4, mask_zero=True, name="embedding")(i)
-    x = L.Flatten(name="flatten")(x)
-    return keras.Model(i, L.Dense(2, name="head")(x), name="flatten_after_embedding")
-
-
-def seq2seq(fixed: bool):
-    enc = keras.Input((None,), dtype="int32", name="encoder_tokens")
-    dec = keras.Input((None,), dtype="int32", name="decoder_tokens")
-    x = L.Embedding(40, 8, mask_zero=True, name="enc_embedding")(enc)
-    _, h, c = L.LSTM(8, return_state=True, name="encoder")(x)
-    emb = L.Embedding(40, 8, mask_zero=True, name="dec_embedding")
-    y = emb(dec)
-    kw = {"mask": emb.compute_mask(dec)} if fixed else {}
-    y = L.LSTM(8, return_sequences=True, name="decoder")(y, initial_state=[h, c], **kw)
-    out = L.Dense(40, name="logits")(y)
-    return keras.Model([enc, dec], out, name="seq2seq_fixed" if fixed else "seq2seq")
-
-
-def max_pooling_after_embedding():
-    i = keras.Input((8,), dtype="int32", name="tokens")
-    x = L.Embedding(30, 4, mask_zero=True, name="embedding")(i)
-    x = L.GlobalMaxPooling1D(name="gmp")(x)
-    return keras.Model(i, L.Dense(2, name="head")(x), name="max_pooling_after_embedding")
-
-
-def embedding_lstm_dense():
-    i = keras.Input((None,), dtype="int32", name="tokens")
-    x = L.Embedding(30, 8, mask_zero=True)(i)
-    x = L.LSTM(8)(x)
-    return keras.Model(i, L.Dense(2)(x), name="embedding_lstm_dense")
-
-
-def masking_gru_time_distributed():
-    i = keras.Input((None, 3), name="features")
-    x = L.Masking(0.0)(i)
-    x = L.GRU(6, return_sequences=True)(x)
-    return keras.Model(i, L.TimeDistributed(L.Dense(2))(x), name="masking_gru_td")
-
-
-def bilstm_tagger():
-    i = keras.Input((None,), dtype="int32", name="tokens")
-    x = L.Embedding(30, 8, mask_zero=True)(i)
-    x = L.Bidirectional(L.LSTM(6, return_sequences=True))(x)
-    return keras.Model(i, L.Dense(5)(x), name="bilstm_tagger")
-
-
-def transformer_block():
-    """Self-attention with an explicit padding mask, masked average pooling."""
-    tok = keras.Input((None,), dtype="int32", name="token_ids")
-    pm = keras.Input((None,), dtype="bool", name="padding_mask")
-    x = L.Embedding(30, 16)(tok)
-    a = L.MultiHeadAttention(2, 8)(x, x, attention_mask=keras.ops.expand_dims(pm, 1))
-    x = L.LayerNormalization()(L.Add()([x, a]))
-    f = L.Dense(16)(L.Dense(32, activation="relu")(x))
-    x = L.LayerNormalization()(L.Add()([x, f]))
-    x = L.GlobalAveragePooling1D()(x, mask=pm)
-    return keras.Model([tok, pm], L.Dense(2)(x), name="transformer_block")
-
-
-def bert():
-    import keras_hub
-
-    return keras_hub.models.BertBackbone(
-        vocabulary_size=50,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        max_sequence_length=16,
-    )
-
-
 BERT_PAIRS = {"padding_mask": "token_ids"}
 
 
@@ -126,22 +47,14 @@ def models():
 
     def get(name):
         if name not in built:
-            built[name] = globals()[name]() if name != "seq2seq_fixed" else seq2seq(True)
+            built[name] = getattr(om, name)() if name != "seq2seq_fixed" else om.seq2seq(True)
         return built[name]
 
-    built["seq2seq"] = seq2seq(False)
+    built["seq2seq"] = om.seq2seq(False)
     return get
 
 
 # --------------------------------------------------------------------------- leaks
-
-
-def conv_after_embedding():
-    i = keras.Input((8,), dtype="int32", name="tokens")
-    x = L.Embedding(30, 3, mask_zero=True, name="embedding")(i)
-    x = L.Conv1D(4, 3, padding="same", name="conv1d")(x)
-    x = L.Dense(4, name="dense_a")(x)
-    return keras.Model(i, L.Dense(2, name="dense_b")(x), name="conv_after_embedding")
 
 
 def test_conv1d_after_embedding_leaks_at_the_conv_only():
@@ -322,42 +235,6 @@ def test_bert_pooled_output_reads_padding_when_left_padded(models):
 
 
 # --------------------------------------------------------------------------- fully masked
-
-
-def gap_after_embedding():
-    i = keras.Input((8,), dtype="int32", name="tokens")
-    x = L.Embedding(30, 4, mask_zero=True, name="embedding")(i)
-    x = L.GlobalAveragePooling1D(name="gap")(x)
-    return keras.Model(i, L.Dense(2, name="head")(x), name="gap_after_embedding")
-
-
-class AttentionPooling(keras.layers.Layer):
-    """Softmax-weighted pooling over kept steps: fine for any sample with a kept
-    step; for an empty one the weights are uniform over the padding."""
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.supports_masking = True
-
-    def build(self, shape):
-        self.w = self.add_weight(shape=(shape[-1], 1), initializer="glorot_uniform")
-
-    def call(self, x, mask=None):
-        scores = keras.ops.matmul(x, self.w)[..., 0]
-        if mask is not None:
-            scores = keras.ops.where(mask, scores, -1e9)
-        weights = keras.ops.softmax(scores, axis=1)
-        return keras.ops.sum(x * weights[..., None], axis=1)
-
-    def compute_mask(self, x, mask=None):
-        return None
-
-
-def attention_pooling_after_embedding():
-    i = keras.Input((8,), dtype="int32", name="tokens")
-    x = L.Embedding(30, 4, mask_zero=True, name="embedding")(i)
-    x = AttentionPooling(name="attention_pooling")(x)
-    return keras.Model(i, L.Dense(2, name="head")(x), name="attention_pooling")
 
 
 def test_fully_masked_sample_nan_is_found_at_the_average():

@@ -17,7 +17,7 @@ import warnings
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from property_models import BLOCKS, FRONTS, HEADS, SHRINKING, build, data, truncation_truth
+from models.property_models import BLOCKS, FRONTS, HEADS, SHRINKING, build, data, truncation_truth
 
 import maskviz
 

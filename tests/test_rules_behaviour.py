@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from models import oracle as om
 
 import maskviz
 from maskviz.findings import Severity
@@ -25,59 +26,22 @@ def behaviour_ids(report) -> set[str]:
     return {f.rule for f in report.findings if f.rule in BEHAVIOUR}
 
 
-class Halve(keras.layers.Layer):
-    """Keeps every second step and (wrongly) passes the mask on unchanged."""
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.supports_masking = True
-
-    def call(self, x):
-        return x[:, ::2]
+# name -> builder (tests/models/oracle.py)
+BUILDERS = {
+    "conv_chain": om.conv_after_embedding,
+    "flatten": om.flatten_after_embedding,
+    "gmp_fixed": om.max_pooling_after_embedding_fixed,
+    "decoder": lambda: om.seq2seq(False),
+    "gap": om.gap_after_embedding,
+    "lstm": om.lstm_after_embedding,
+    "tagger": om.bilstm_tags,
+    "halved": om.halved_tags,
+    "masking": om.masking_lstm,
+}
 
 
 def build(name: str):
-    tok = keras.Input((8,), dtype="int32", name="tokens")
-    feats = keras.Input((8, 3), name="features")
-    if name == "conv_chain":
-        # An Embedding, not Masking: Masking's padded steps are exact zeros, which
-        # `padding="same"` adds too, so after Masking this chain does not leak.
-        x = L.Embedding(30, 3, mask_zero=True, name="embedding")(tok)
-        x = L.Conv1D(4, 3, padding="same", name="conv1d")(x)
-        x = L.Dense(4, name="dense_a")(x)
-        return keras.Model(tok, L.Dense(2, name="dense_b")(x))
-    if name == "flatten":
-        x = L.Embedding(30, 4, mask_zero=True, name="embedding")(tok)
-        return keras.Model(tok, L.Dense(2, name="head")(L.Flatten(name="flatten")(x)))
-    if name == "gmp_fixed":
-        x = L.Embedding(30, 4, mask_zero=True, name="embedding")(tok)
-        x = maskviz.layers.MaskedGlobalMaxPooling1D(name="gmp")(x)
-        return keras.Model(tok, L.Dense(2, name="head")(x))
-    if name == "decoder":
-        enc = keras.Input((None,), dtype="int32", name="encoder_tokens")
-        dec = keras.Input((None,), dtype="int32", name="decoder_tokens")
-        x = L.Embedding(40, 8, mask_zero=True)(enc)
-        _, h, c = L.LSTM(8, return_state=True, name="encoder")(x)
-        y = L.Embedding(40, 8, mask_zero=True)(dec)
-        y = L.LSTM(8, return_sequences=True, name="decoder")(y, initial_state=[h, c])
-        return keras.Model([enc, dec], L.Dense(40, name="logits")(y))
-    if name == "gap":
-        x = L.Embedding(30, 4, mask_zero=True)(tok)
-        return keras.Model(tok, L.Dense(2)(L.GlobalAveragePooling1D(name="gap")(x)))
-    if name == "lstm":
-        x = L.Embedding(30, 4, mask_zero=True)(tok)
-        return keras.Model(tok, L.Dense(2, name="head")(L.LSTM(4)(x)))
-    if name == "tagger":
-        x = L.Embedding(30, 4, mask_zero=True)(tok)
-        x = L.Bidirectional(L.LSTM(4, return_sequences=True))(x)
-        return keras.Model(tok, L.Dense(3, name="tags")(x))
-    if name == "halved":
-        x = L.Embedding(30, 4, mask_zero=True)(tok)
-        return keras.Model(tok, L.Dense(3, name="tags")(Halve(name="halve")(x)))
-    if name == "masking":
-        x = L.Masking(0.0, name="masking")(feats)
-        return keras.Model(feats, L.Dense(1)(L.LSTM(4)(x)))
-    raise KeyError(name)
+    return BUILDERS[name]()
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from models import register
+
 L = keras.layers
 ops = keras.ops
 T = 10
@@ -268,13 +270,16 @@ def masking_conv_average() -> Entry:
 
 
 def _tagger(mask_drop: bool) -> Entry:
+    from maskviz.layers import MaskedConv1D
+
     keras.utils.set_random_seed(1)
     t = keras.Input((None,), dtype="int32", name="tokens")
     x = L.Embedding(VOCAB, 8, mask_zero=True)(t)
     # Dense passes the mask on in every Keras 3 (an RNN does not from 3.16 on).
     x = L.Dense(8, activation="tanh")(x)
-    if mask_drop:
-        x = L.Conv1D(8, 1)(x)  # drops the mask: the loss counts padded steps
+    # Conv1D drops the mask: the loss counts padded steps. The twin's MaskedConv1D has
+    # the same variables and passes the mask on.
+    x = (L.Conv1D if mask_drop else MaskedConv1D)(8, 1)(x)
     # Large logits, so that the loss itself (not only its gradients) tells targets apart.
     head = L.Dense(5, kernel_initializer=keras.initializers.RandomNormal(stddev=3.0))
     model = keras.Model(t, head(x))
@@ -374,3 +379,26 @@ def loss_truth(e: Entry) -> bool:
     a = float(keras.ops.convert_to_numpy(e.loss(e.targets, y_pred)))
     b = float(keras.ops.convert_to_numpy(e.loss(other, y_pred)))
     return abs(a - b) > 1e-6 + 1e-3 * abs(a)
+
+
+_TWINS = {"seq2seq": "seq2seq_mask_passed", "tagger_loss_counts_padding": "tagger_masked_loss"}
+# The bug class each model is there to show (whether it leaks is measured, not stored).
+_SHOWS = {
+    "no_mask_average": "no mask",
+    "rnn_sequences_then_mask_drop": "Conv1D drops the mask",
+    "transformer_classifier_no_mask": "no mask",
+    "hand_made_mask_wrong_id": "mask from the wrong padding id",
+    "seq2seq": "initial_state drops the mask",
+    "masking_conv_average": "Conv1D drops the mask",
+    "tagger_loss_counts_padding": "Conv1D drops the mask before the loss",
+}
+for _name, _build in ZOO.items():
+    register(
+        "zoo_truth",
+        _name,
+        _build,
+        tags=("measured",),
+        bug=_SHOWS.get(_name),
+        truth=loss_truth if _name.startswith("tagger_") else truth,
+        twin=_TWINS.get(_name),
+    )

@@ -14,6 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from models import register
+
 L = keras.layers
 T = 8  # time steps of every sample
 B = 4  # rows: right-padded, left-padded, right-padded (long), unpadded
@@ -376,3 +378,14 @@ BUGS = (
 def build(name: str):
     keras.utils.set_random_seed(0)
     return globals()[name]()
+
+
+for _name in BUGS:
+    register(
+        "zoo_bugs",
+        _name,
+        lambda n=_name: build(n),
+        tags=("with-data",),
+        bug=_name,
+        source=(globals()[_name].__doc__ or "").split("\n")[0] or None,
+    )

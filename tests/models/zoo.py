@@ -1,10 +1,13 @@
 """Fixture models, each named for the mask bug it shows; `*_fixed` twins are the
-corrected version of the same model. Built lazily, once per test session."""
+same model with only the bug repaired (same layers and names, same shapes and, built
+from the same seed, the same weights). Built lazily, once per test session."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
+
+from models import REGISTRY, register, seeded
 
 L = keras.layers
 
@@ -37,15 +40,17 @@ def seq2seq_initial_state_fixed():
 def conv1d_after_masking():
     i = keras.Input((None, 4), name="features")
     x = L.Masking(0.0)(i)
-    x = L.Conv1D(4, 3, padding="same")(x)
+    x = L.Conv1D(4, 3, padding="same", name="conv1d")(x)  # named: other tests build Conv1Ds
     x = L.LSTM(4)(x)
     return keras.Model(i, L.Dense(1)(x), name="conv1d_after_masking")
 
 
 def conv1d_after_masking_fixed():
+    from maskviz.layers import MaskedConv1D
+
     i = keras.Input((None, 4), name="features")
     x = L.Masking(0.0)(i)
-    x = L.Dense(4)(x)  # per step: Keras propagates the mask
+    x = MaskedConv1D(4, 3, padding="same", name="conv1d")(x)  # Conv1D's variables + mask
     x = L.LSTM(4)(x)
     return keras.Model(i, L.Dense(1)(x), name="conv1d_after_masking_fixed")
 
@@ -61,15 +66,6 @@ class UnmaskAll(keras.layers.Layer):
         return keras.ops.ones_like(x[..., 0], dtype="bool")
 
 
-@keras.saving.register_keras_serializable(package="maskviz_tests")
-class KeepMask(keras.layers.Layer):
-    def call(self, x):
-        return x * 1.0
-
-    def compute_mask(self, x, mask=None):
-        return mask
-
-
 def weakened_mask():
     i = keras.Input((None,), dtype="int32")
     x = L.Embedding(30, 4, mask_zero=True)(i)
@@ -78,46 +74,66 @@ def weakened_mask():
     return keras.Model(i, x, name="weakened_mask")
 
 
+@keras.saving.register_keras_serializable(package="maskviz_tests")
+class UnmaskAllFixed(UnmaskAll):
+    """`UnmaskAll` whose compute_mask passes the incoming mask on."""
+
+    def compute_mask(self, x, mask=None):
+        return mask
+
+
 def weakened_mask_fixed():
     i = keras.Input((None,), dtype="int32")
     x = L.Embedding(30, 4, mask_zero=True)(i)
-    x = KeepMask(name="keep_mask")(x)
+    x = UnmaskAllFixed(name="unmask_all")(x)
     x = L.GRU(4)(x)
     return keras.Model(i, x, name="weakened_mask_fixed")
 
 
-def masking_5d_convlstm_same():
-    i = keras.Input((4, 6, 6, 1), name="video")
-    x = L.Masking()(i)
-    x = L.ConvLSTM2D(2, 3, padding="same")(x)
-    x = L.GlobalAveragePooling2D()(x)
-    return keras.Model(i, L.Dense(1)(x), name="masking_5d_convlstm_same")
-
-
-def masking_5d_convlstm_valid():
-    i = keras.Input((4, 6, 6, 1), name="video")
-    x = L.Masking()(i)
-    x = L.ConvLSTM2D(2, 3, padding="valid")(x)
-    x = L.GlobalAveragePooling2D()(x)
-    return keras.Model(i, L.Dense(1)(x), name="masking_5d_convlstm_valid")
-
-
-def masking_5d_convlstm_fixed():
+def _masking_5d_convlstm(padding: str, fixed: bool, name: str):
+    """Masking on 5-D frames makes a 4-D mask ConvLSTM2D cannot use; the repair is
+    `TimestepMasking`, a Masking whose mask is per time step."""
     from maskviz.layers import TimestepMasking
 
     i = keras.Input((4, 6, 6, 1), name="video")
-    x = TimestepMasking()(i)
-    x = L.ConvLSTM2D(2, 3, padding="valid")(x)
+    x = (TimestepMasking() if fixed else L.Masking())(i)
+    x = L.ConvLSTM2D(2, 3, padding=padding)(x)
     x = L.GlobalAveragePooling2D()(x)
-    return keras.Model(i, L.Dense(1)(x), name="masking_5d_convlstm_fixed")
+    return keras.Model(i, L.Dense(1)(x), name=name)
+
+
+def masking_5d_convlstm_same():
+    return _masking_5d_convlstm("same", False, "masking_5d_convlstm_same")
+
+
+def masking_5d_convlstm_same_fixed():
+    return _masking_5d_convlstm("same", True, "masking_5d_convlstm_same_fixed")
+
+
+def masking_5d_convlstm_valid():
+    return _masking_5d_convlstm("valid", False, "masking_5d_convlstm_valid")
+
+
+def masking_5d_convlstm_fixed():
+    return _masking_5d_convlstm("valid", True, "masking_5d_convlstm_fixed")
+
+
+def _timedistributed_embedding(wrapper, name: str):
+    i = keras.Input((3, 5), dtype="int32", name="chars")
+    x = wrapper(L.Embedding(20, 4, mask_zero=True))(i)
+    x = wrapper(L.LSTM(4))(x)
+    x = L.LSTM(4)(x)
+    return keras.Model(i, L.Dense(1)(x), name=name)
 
 
 def timedistributed_embedding():
-    i = keras.Input((3, 5), dtype="int32", name="chars")
-    x = L.TimeDistributed(L.Embedding(20, 4, mask_zero=True))(i)
-    x = L.TimeDistributed(L.LSTM(4))(x)
-    x = L.LSTM(4)(x)
-    return keras.Model(i, L.Dense(1)(x), name="timedistributed_embedding")
+    return _timedistributed_embedding(L.TimeDistributed, "timedistributed_embedding")
+
+
+def timedistributed_embedding_fixed():
+    from maskviz.layers import MaskedTimeDistributed
+
+    return _timedistributed_embedding(MaskedTimeDistributed, "timedistributed_embedding_fixed")
 
 
 def timedistributed_dense():
@@ -176,13 +192,13 @@ def explicit_mask_override():
 
 
 def explicit_mask_override_fixed():
+    """The same layers; the LSTM's `mask=` is made from its own input `b`."""
     a = keras.Input((8,), dtype="int32", name="a")
     b = keras.Input((8,), dtype="int32", name="b")
-    xa = L.Embedding(30, 4, mask_zero=True)(a)
+    own_mask = NotEqualZero(name="b_mask")(b)
     xb = L.Embedding(30, 4, mask_zero=True)(b)
-    y = L.LSTM(4, name="lstm_b")(xb)
-    ya = L.LSTM(4, name="lstm_a")(xa)
-    return keras.Model([a, b], L.Concatenate()([ya, y]), name="explicit_mask_override_fixed")
+    y = L.LSTM(4, name="lstm_b")(xb, mask=own_mask)
+    return keras.Model([a, b], y, name="explicit_mask_override_fixed")
 
 
 def flatten_after_embedding():
@@ -219,10 +235,19 @@ def compute_mask_ignored():
     return keras.Model(i, L.GlobalAveragePooling1D()(x), name="compute_mask_ignored")
 
 
+@keras.saving.register_keras_serializable(package="maskviz_tests")
+class IgnoredComputeMaskFixed(IgnoredComputeMask):
+    """`IgnoredComputeMask` with `supports_masking = True`: its compute_mask is used."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.supports_masking = True
+
+
 def compute_mask_ignored_fixed():
     i = keras.Input((None,), dtype="int32")
     x = L.Embedding(30, 4, mask_zero=True)(i)
-    x = KeepMask(name="kept")(x)
+    x = IgnoredComputeMaskFixed(name="ignored")(x)
     return keras.Model(i, L.GlobalAveragePooling1D()(x), name="compute_mask_ignored_fixed")
 
 
@@ -317,8 +342,7 @@ class Zoo:
 
     def __getitem__(self, name: str):
         if name not in self._cache:
-            keras.utils.set_random_seed(0)
-            self._cache[name] = globals()[name]()
+            self._cache[name] = REGISTRY[f"zoo:{name}"].build()
         return self._cache[name]
 
 
@@ -362,11 +386,28 @@ class TakesMaskIgnoresIt(keras.layers.Layer):
         return x * 2.0
 
 
-def mask_arg_dropped():
+@keras.saving.register_keras_serializable(package="maskviz_tests")
+class TakesMaskPassesIt(TakesMaskIgnoresIt):
+    """`TakesMaskIgnoresIt` with `supports_masking = True`: the mask flows on."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.supports_masking = True
+
+
+def _mask_arg(layer_cls, name: str):
     inp = keras.Input((None,), dtype="int32", name="tokens")
     x = L.Embedding(100, 8, mask_zero=True)(inp)
-    x = TakesMaskIgnoresIt(name="scale")(x)
-    return keras.Model(inp, L.LSTM(8)(x), name="mask_arg_dropped")
+    x = layer_cls(name="scale")(x)
+    return keras.Model(inp, L.LSTM(8)(x), name=name)
+
+
+def mask_arg_dropped():
+    return _mask_arg(TakesMaskIgnoresIt, "mask_arg_dropped")
+
+
+def mask_arg_dropped_fixed():
+    return _mask_arg(TakesMaskPassesIt, "mask_arg_dropped_fixed")
 
 
 def backwards_sequence():
@@ -378,10 +419,82 @@ def backwards_sequence():
     return keras.Model(t, L.Dense(2)(L.LSTM(2)(r)), name="backwards_sequence")
 
 
-def bidirectional_initial_state():
-    """Bidirectional called with initial_state: its RNNs never get the mask."""
+def backwards_sequence_fixed():
+    """The same cell in `maskviz.layers.MaskedRNN`, which reverses its mask too."""
+    from maskviz.layers import MaskedRNN
+
+    t = keras.Input((None,), dtype="int32", name="tokens")
+    x = L.Embedding(20, 4, mask_zero=True)(t)
+    rnn = MaskedRNN(L.SimpleRNNCell(3), go_backwards=True, return_sequences=True, name="backwards")
+    return keras.Model(t, L.Dense(2)(L.LSTM(2)(rnn(x))), name="backwards_sequence_fixed")
+
+
+def _bidirectional_initial_state(fixed: bool, name: str):
     t = keras.Input((None,), dtype="int32", name="tokens")
     h = keras.Input((3,), name="state")
-    x = L.Embedding(20, 4, mask_zero=True)(t)
-    y = L.Bidirectional(L.GRU(3), name="bi")(x, initial_state=[h, h])
-    return keras.Model([t, h], L.Dense(1)(y), name="bidirectional_initial_state")
+    emb = L.Embedding(20, 4, mask_zero=True)
+    x = emb(t)
+    kw = {"mask": emb.compute_mask(t)} if fixed else {}
+    y = L.Bidirectional(L.GRU(3), name="bi")(x, initial_state=[h, h], **kw)
+    return keras.Model([t, h], L.Dense(1)(y), name=name)
+
+
+def bidirectional_initial_state():
+    """Bidirectional called with initial_state: its RNNs never get the mask."""
+    return _bidirectional_initial_state(False, "bidirectional_initial_state")
+
+
+def bidirectional_initial_state_fixed():
+    """The same call with the Embedding's mask passed as `mask=`."""
+    return _bidirectional_initial_state(True, "bidirectional_initial_state_fixed")
+
+
+# ------------------------------------------------------------------ the registry
+
+# bug model -> (bug class, its true twin)
+BUGS = {
+    "seq2seq_initial_state": ("initial_state drops the mask", "seq2seq_initial_state_fixed"),
+    "conv1d_after_masking": ("Conv1D drops the mask", "conv1d_after_masking_fixed"),
+    "weakened_mask": ("compute_mask keeps padded steps", "weakened_mask_fixed"),
+    "mask_arg_dropped": ("layer takes mask and drops it", "mask_arg_dropped_fixed"),
+    "masking_5d_convlstm_same": ("5-D Masking mask", "masking_5d_convlstm_same_fixed"),
+    "masking_5d_convlstm_valid": ("5-D Masking mask", "masking_5d_convlstm_fixed"),
+    "timedistributed_embedding": (
+        "TimeDistributed loses the inner mask",
+        "timedistributed_embedding_fixed",
+    ),
+    "strided_mask": ("mask not resampled with its tensor", "strided_mask_fixed"),
+    "explicit_mask_override": ("mask= of another input", "explicit_mask_override_fixed"),
+    # Flatten cannot keep its output shape and ignore padding: the twin pools instead
+    # (the head's kernel has another shape; every other layer is the same).
+    "flatten_after_embedding": ("Flatten reads padding", "flatten_after_embedding_fixed"),
+    "compute_mask_ignored": ("compute_mask without supports_masking", "compute_mask_ignored_fixed"),
+    "backwards_sequence": ("go_backwards mask not reversed", "backwards_sequence_fixed"),
+    "bidirectional_initial_state": (
+        "initial_state drops the mask",
+        "bidirectional_initial_state_fixed",
+    ),
+}
+
+# Models expected correct: no structural finding (tests/test_rules_structure.py).
+CLEAN = (
+    "clean_lstm",
+    "bidirectional_tagger",
+    "transformer_block",
+    "nested_encoder",
+    "shared_embedding",
+    "sequential_lstm",
+    "subclassed_tagger",
+    "timedistributed_dense",
+    "no_masks",
+    "keras_hub_encoder",
+    "reversible_embedding_lstm",
+    "strided_conv_text",
+)
+_PLAIN = CLEAN + tuple(twin for _, twin in BUGS.values())
+
+
+for _name, (_bug, _twin) in BUGS.items():
+    register("zoo", _name, seeded(globals()[_name]), bug=_bug, twin=_twin)
+for _name in dict.fromkeys(_PLAIN):
+    register("zoo", _name, seeded(globals()[_name]))

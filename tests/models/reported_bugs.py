@@ -43,6 +43,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from models import register  # noqa: E402
+
 L = keras.layers
 ops = keras.ops
 
@@ -1555,3 +1557,15 @@ def maskviz_errors(c: Case, model=None) -> list[str]:
     # measures the loss for the same cases.
     report = maskviz.inspect(model, data=data, loss=c.loss)
     return sorted({f.rule for f in report.at_or_above("error")})
+
+
+for _c in CASES.values():
+    register(
+        "reported_bugs",
+        _c.name,
+        _c.build,
+        tags=(f"expect-{_c.kind}",),
+        bug=_c.summary if _c.kind == "bug" else None,
+        source=_c.url,
+        truth=truth,
+    )

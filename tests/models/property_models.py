@@ -6,6 +6,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from models import register
+
 L = keras.layers
 UNITS = 5
 VOCAB = 30
@@ -127,3 +129,12 @@ def truncation_truth(model: keras.Model, x: np.ndarray, keep: np.ndarray) -> boo
         if diff.max(initial=0.0) > 1e-6 + 1e-3 * scale:
             return True
     return False
+
+
+register(
+    "property_models",
+    "family",
+    build,  # build(front, blocks, head, seed): the family the property test draws from
+    tags=("generated",),
+    truth=truncation_truth,
+)
