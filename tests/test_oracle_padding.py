@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
 import maskviz
 from maskviz.probe import detect_padding
@@ -149,3 +150,39 @@ def test_a_subclassed_models_build_length_is_not_a_fixed_length():
     assert "length" in inv["checked"], inv
     assert not any(s["what"] == "length" for s in inv["skipped"]), inv["skipped"]
     assert any(v["invariance"] == "length" for v in inv["violations"])
+
+
+def _nan_padded() -> dict[str, np.ndarray]:
+    x = np.full((3, 6, 2), np.nan, "float32")
+    rng = np.random.default_rng(0)
+    for r, n in enumerate((6, 3, 4)):
+        x[r, :n] = rng.uniform(0.5, 1.5, (n, 2))
+    return {"x": x}
+
+
+def test_nan_padding_is_padding_and_masking_nan_is_explained():
+    # NaN never equals NaN: `Masking(mask_value=nan)` masks nothing, and the NaN steps
+    # reach the outputs of the padded rows. The truth, measured here: real rows stay
+    # finite, padded rows become NaN.
+    keras.utils.set_random_seed(0)
+    i = keras.Input((None, 2), name="x")
+    y = keras.layers.Dense(1)(keras.layers.LSTM(3)(keras.layers.Masking(mask_value=np.nan)(i)))
+    model = keras.Model(i, y)
+    data = _nan_padded()
+    out = keras.ops.convert_to_numpy(model(data["x"]))
+    assert np.isfinite(out[0]).all() and not np.isfinite(out[1:]).any()
+
+    report = maskviz.inspect(model, data=data)
+    by_rule = {f.rule: f for f in report.findings}
+    assert "MV113" in {f.rule for f in report.at_or_above("error")}
+    assert "NaN or infinity" in by_rule["MV113"].message
+    assert "NaN never equals NaN" in by_rule["MV115"].suggestion
+
+
+def test_nan_inside_real_steps_is_refused():
+    data = _nan_padded()
+    data["x"][0, 1, 0] = np.nan  # inside a real step: broken data, not padding
+    i = keras.Input((None, 2), name="x")
+    model = keras.Model(i, keras.layers.Dense(1)(i))
+    with pytest.raises(maskviz.MaskvizError, match="NaN or infinite values in real steps"):
+        maskviz.inspect(model, data=data)

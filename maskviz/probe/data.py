@@ -91,9 +91,14 @@ def probe_from_arrays(
                 keep, desc = detect_padding(arr)
                 if desc:
                     keeps[inp.name] = keep
+                    why = (
+                        " (NaN never equals NaN: `Masking(mask_value=nan)` masks nothing)"
+                        if np.isnan(mv)
+                        else ""
+                    )
                     detected.append(
                         f"input `{inp.name}`: {desc}; no step equals the `Masking` "
-                        f"mask_value {mv:g}"
+                        f"mask_value {mv:g}{why}"
                     )
         elif inp.kind == InputKind.MASK:
             keeps[inp.name] = arr.astype(bool)
@@ -154,10 +159,16 @@ def _check_values(model: Any, inp: ModelInput, arr: np.ndarray, ki: Any) -> None
             f"expected numbers ({inp.dtype})."
         )
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-        raise MaskvizError(
-            f"The data for input '{shown}' holds NaN or infinite values. Expected finite "
-            "numbers; clean the data first."
-        )
+        # NaN (or inf) is a padding value like any other when it fills whole steps at the
+        # ends of rows; anywhere else it is broken data.
+        keep, _ = detect_padding(arr) if arr.ndim >= 2 else (None, None)
+        real = np.isfinite(arr) if keep is None else np.isfinite(arr[keep])
+        if not np.all(real):
+            raise MaskvizError(
+                f"The data for input '{shown}' holds NaN or infinite values in real steps "
+                "(not only in whole padding steps at the ends of rows). Expected finite "
+                "numbers there; clean the data first."
+            )
     if inp.kind == InputKind.TOKENS and arr.size:
         if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
             raise MaskvizError(
@@ -173,6 +184,20 @@ def _check_values(model: Any, inp: ModelInput, arr: np.ndarray, ki: Any) -> None
             )
 
 
+def _same(a: np.ndarray, b: Any) -> np.ndarray:
+    """`a == b` where NaN equals NaN: a step of NaN is padding like any constant."""
+    return (a == b) | (np.isnan(a) & np.isnan(b))
+
+
+def _key(c: Any) -> float:
+    """One key for every NaN (NaN != NaN would make each its own value)."""
+    c = float(c)
+    return _NAN if np.isnan(c) else c
+
+
+_NAN = float("nan")
+
+
 def detect_padding(arr: np.ndarray) -> tuple[np.ndarray | None, str | None]:
     """Padding found in float data with no padding convention: a run of identical
     constant steps (every feature equal to one value `c`, the same `c` in every row)
@@ -186,13 +211,13 @@ def detect_padding(arr: np.ndarray) -> tuple[np.ndarray | None, str | None]:
     if a.ndim < 2 or a.shape[1] < 2 or not np.issubdtype(a.dtype, np.floating):
         return None, None
     steps = a.reshape(a.shape[0], a.shape[1], -1)
-    const = np.all(steps == steps[..., :1], axis=-1)  # (batch, time)
+    const = np.all(_same(steps, steps[..., :1]), axis=-1)  # (batch, time)
     best = None
     for side in ("right", "left"):
         edge = steps[:, -1, 0] if side == "right" else steps[:, 0, 0]
-        cands = [float(c) for c, ok in zip(edge, const[:, -1 if side == "right" else 0]) if ok]
-        for c in sorted(set(cands)):
-            is_c = const & (steps[..., 0] == c)
+        cands = {_key(c) for c, ok in zip(edge, const[:, -1 if side == "right" else 0]) if ok}
+        for c in sorted(cands, key=lambda v: (np.isnan(v), v)):
+            is_c = const & _same(steps[..., 0], c)
             seq = is_c[:, ::-1] if side == "right" else is_c
             run = np.argmin(np.concatenate([seq, np.zeros((len(seq), 1), bool)], 1), axis=1)
             if run.max(initial=0) < 2:

@@ -113,11 +113,13 @@ def padding_leak(ctx: Context) -> Iterator[Finding]:
             "whole": "every position (no mask, no time axis)",
         }.get(change.compared if change else "", "its kept positions")
         size = (
-            f"up to {fmt_pct(leak.change)} of its scale (max |change| {change.max_abs:.3g}, "
+            f"by up to {fmt_pct(leak.change)} of its scale (max |change| {change.max_abs:.3g}, "
             f"max |value| {change.scale:.3g})"
             if change
-            else f"up to {fmt_pct(leak.change)} of its scale"
+            else f"by up to {fmt_pct(leak.change)} of its scale"
         )
+        if not leak.change < float("inf"):
+            size = "to NaN or infinity"
         reach = (
             f" It reaches model output{'s' if len(outputs) > 1 else ''} "
             f"{', '.join(f'`{o}`' for o in outputs)}"
@@ -134,7 +136,7 @@ def padding_leak(ctx: Context) -> Iterator[Finding]:
         yield ctx.finding(
             call,
             f"Padding leaks into `{call.path}` ({call.class_name}): with only the padded "
-            f"values of {sources} replaced by noise (mask unchanged), its output changed by "
+            f"values of {sources} replaced by noise (mask unchanged), its output changed "
             f"{size} at {how}, in {fmt_rows(rows, layouts)}.{reach} Received: "
             f"input {fmt_tensor(seq)}, output {fmt_tensor(out)}. Expected kept positions to "
             f"be unchanged.{left_note}",

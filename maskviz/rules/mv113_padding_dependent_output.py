@@ -13,7 +13,14 @@ from typing import Any
 from ..findings import Applicability, Finding, Fix, Severity
 from . import Context, rule
 from .advice import leak_suggestion
-from .queries import fmt_pct, fmt_rows, fmt_tensor, invariances, seq_input, upstream_dropper
+from .queries import (
+    fmt_change,
+    fmt_rows,
+    fmt_tensor,
+    invariances,
+    seq_input,
+    upstream_dropper,
+)
 
 
 @rule("MV113", "padding-dependent-output", Severity.ERROR)
@@ -96,9 +103,8 @@ def padding_dependent_output(ctx: Context) -> Iterator[Finding]:
         )
         side_only = all(v.invariance == "side" for _, v in items)
         parts = [
-            f"with {v.what} ({v.invariance}), output `{v.target}` changed by up to "
-            f"{fmt_pct(v.change)} of its scale (max |change| {v.max_abs:.3g}) in "
-            f"{fmt_rows(v.rows, v.layouts)}"
+            f"with {v.what} ({v.invariance}), output `{v.target}` changed "
+            f"{fmt_change(v.change, v.max_abs)} in {fmt_rows(v.rows, v.layouts)}"
             for _, v in items
         ]
         where = (

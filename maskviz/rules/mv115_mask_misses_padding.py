@@ -62,6 +62,16 @@ def mask_misses_padding(ctx: Context) -> Iterator[Finding]:
                 continue
             if m[~keep].all():
                 n = int((~keep).sum())
+                vals = np.asarray(ctx.probe.values.get(inp.name))
+                nan_padded = vals.dtype.kind == "f" and bool(np.isnan(vals[~keep]).all())
+                how = (
+                    "The data is padded with NaN, and NaN never equals NaN, so no "
+                    "`mask_value` can match it: pad with a number instead (e.g. "
+                    "`np.nan_to_num(x, nan=0.0)`) and mask that value."
+                    if nan_padded
+                    else f"Make `{call.name}` mask the value the data is padded with "
+                    "(`mask_value=` of `Masking`, the padding id of the tokenizer)."
+                )
                 yield ctx.finding(
                     call,
                     f"`{call.path}` ({call.class_name}) makes a mask that keeps all {n} "
@@ -69,10 +79,7 @@ def mask_misses_padding(ctx: Context) -> Iterator[Finding]:
                     f"Received: mask {tuple(m.shape)} keeping {int(m.sum())} of {m.size} "
                     f"steps; padding found in the data: {n} steps. Expected the mask to "
                     "be off on padded steps.",
-                    suggestion=(
-                        f"Make `{call.name}` mask the value the data is padded with "
-                        "(`mask_value=` of `Masking`, the padding id of the tokenizer)."
-                    ),
+                    suggestion=how,
                     fix=Fix(Applicability.DISPLAY_ONLY, "mask the data's padding value"),
                     details=(("input", inp.name), ("padded_steps", n)),
                 )

@@ -47,6 +47,14 @@ def fmt_pct(x: float) -> str:
     return f"{x:.0%}" if x >= 0.01 else f"{x:.1e}"
 
 
+def fmt_change(change: float, max_abs: float | None = None) -> str:
+    """`by up to 12% of its scale (max |change| 0.6)`, or `to NaN or infinity`."""
+    if change != change or change == float("inf"):
+        return "to NaN or infinity"
+    size = f"by up to {fmt_pct(change)} of its scale"
+    return size + (f" (max |change| {max_abs:.3g})" if max_abs is not None else "")
+
+
 def fmt_rows(rows: tuple[int, ...], layouts: tuple[str, ...]) -> str:
     """`rows 1, 2 (left-padded, right-padded)`."""
     return f"row{'s' if len(rows) != 1 else ''} {', '.join(map(str, rows))} ({', '.join(layouts)})"
