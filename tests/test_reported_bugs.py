@@ -54,12 +54,7 @@ def RNN_DROPS_MASK(t):  # noqa: N802
 # differ between Keras releases (RNNs stop passing masks on in 3.16), and both are
 # observed here, never assumed from a version number. When a case starts passing,
 # its strict xfail fails: delete its entry.
-XFAIL: dict[str, tuple[str, Callable[[rb.Truth], bool]]] = {
-    "masking_5d_convlstm2d": (
-        "MV103 on Masking -> ConvLSTM2D although the padded model is invariant",
-        CLEAN,
-    ),
-}
+XFAIL: dict[str, tuple[str, Callable[[rb.Truth], bool]]] = {}
 
 CASE_NAMES = list(rb.CASES)
 # The quick run (`-m "not slow"`) keeps these: leaks through a dropped mask, a loss, a

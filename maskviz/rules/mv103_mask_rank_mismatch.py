@@ -11,7 +11,14 @@ from typing import Any
 
 from ..findings import Applicability, Finding, Fix, Severity
 from . import Context, rule
-from .queries import fmt_shape, inner_calls, mask_origin, mask_source, seq_input
+from .queries import (
+    fmt_shape,
+    inner_calls,
+    invariances_hold,
+    mask_origin,
+    mask_source,
+    seq_input,
+)
 
 
 @rule("MV103", "mask-rank-mismatch", Severity.ERROR)
@@ -70,11 +77,24 @@ def mask_rank_mismatch(ctx: Context) -> Iterator[Finding]:
             and got.rank > 2
         ):
             src = mask_source(ctx, seq)
+            # Severity follows observation: with every invariance measured and holding
+            # (whole padded frames, no crash), the per-pixel mask is a hazard for real
+            # values equal to mask_value, not a leak seen here.
+            quiet = not call.error and invariances_hold(ctx)
             yield ctx.finding(
                 call,
                 f"`{call.path}` ({call.class_name}) got mask {fmt_shape(got.shape)} for input "
                 f"{fmt_shape(seq.shape)}: the mask covers more than the (batch, time) axes. "
-                f"Expected a mask of shape {fmt_shape(seq.shape[:2])}." + mask_origin(src, call),
+                f"Expected a mask of shape {fmt_shape(seq.shape[:2])}."
+                + mask_origin(src, call)
+                + (
+                    " On this data no real output depends on the padding (the padded "
+                    "steps are masked whole), but any real value equal to the mask value "
+                    "is masked on its own."
+                    if quiet
+                    else ""
+                ),
+                severity=Severity.WARNING if quiet else None,
                 suggestion=(
                     f"Make the mask per timestep: replace `{src or 'Masking'}` with "
                     "`maskviz.layers.TimestepMasking(mask_value=...)`, whose mask is "
