@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from .errors import cut, escape
+from .rules.queries import fmt_shape
 
 NAME_LIMIT = 60  # characters of a layer name or class shown in the text report
 TEXT_LIMIT = 2000  # characters of a finding's message (names inside it are not cut)
@@ -37,10 +38,7 @@ ROLE_STYLE = {
 
 
 def _shape(s: Any) -> str:
-    if s is None:
-        return "-"
-    dims = ", ".join("None" if d is None else str(d) for d in s)
-    return f"({dims}{',' if len(s) == 1 else ''})"
+    return "-" if s is None else fmt_shape(s)
 
 
 def _mask(m: Any) -> str:
