@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import cut, escape
 from .findings import Finding, Severity
+from .rules.queries import fmt_shape
 from .trace.records import CallKind, Role
 
 if TYPE_CHECKING:
@@ -55,10 +56,7 @@ ROLE_STYLE = {
 
 
 def _shape(s: Any) -> str:
-    if s is None:
-        return "-"
-    dims = ", ".join("None" if d is None else str(d) for d in s)
-    return f"({dims}{',' if len(s) == 1 else ''})"
+    return "-" if s is None else fmt_shape(s)
 
 
 def _mask(m: Any) -> str:
