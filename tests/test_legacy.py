@@ -79,6 +79,7 @@ def test_h5_loads_with_its_weights(keras2_files, name):
     np.testing.assert_allclose(y[0], io["y"][0], atol=1e-5)
 
 
+@pytest.mark.slow  # a tf.keras 2 subprocess per model; the quick run keeps the seq2seq one
 @needs_tf_keras
 @pytest.mark.parametrize("name", ["seq2seq_initial_state", "time_distributed", "sequential_gru"])
 def test_comparison_agrees_with_the_padded_outputs(keras2_files, name):
