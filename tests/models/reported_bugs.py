@@ -1559,6 +1559,8 @@ def maskviz_errors(c: Case, model=None) -> list[str]:
     return sorted({f.rule for f in report.at_or_above("error")})
 
 
+# A report whose model, with only its bug repaired, is another report's model.
+_TWINS = {"seq2seq_initial_state": "seq2seq_explicit_decoder_mask"}
 for _c in CASES.values():
     register(
         "reported_bugs",
@@ -1568,4 +1570,5 @@ for _c in CASES.values():
         bug=_c.summary if _c.kind == "bug" else None,
         source=_c.url,
         truth=truth,
+        twin=_TWINS.get(_c.name),
     )
