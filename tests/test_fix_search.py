@@ -182,7 +182,7 @@ def test_zoo_has_twenty_bug_classes():
 
 @pytest.mark.parametrize(
     "name",
-    slow_except(FIXABLE, ["conv1d_after_masking", "lstm_initial_state", "ops_mean_over_time"]),
+    slow_except(FIXABLE, ["conv1d_after_masking", "ops_mean_over_time"]),
 )
 def test_fix_writes_a_padding_invariant_model(name, fixed):
     model, data, result, npz = fixed[name]
@@ -418,6 +418,7 @@ def test_fixed_model_trains_in_a_fresh_process(tmp_path):
         assert "maskviz" in got[name]["modules"], (name, got[name])
 
 
+@pytest.mark.slow
 def test_rows_name_what_repaired_each_finding(fixed):
     result = fixed["lstm_initial_state"][2]
     rows = [r for r in result.rows if r.finding.rule == "MV102"]
