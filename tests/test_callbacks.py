@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
 from maskviz.callbacks import PaddingCheck
 
@@ -42,6 +43,7 @@ def _fit(model, x, y, callbacks, epochs=2):
     )
 
 
+@pytest.mark.slow
 def test_same_weights_and_losses_as_without_the_callback():
     x, y, _ = _data()
     plain = tagger()

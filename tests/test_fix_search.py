@@ -182,7 +182,7 @@ def test_zoo_has_twenty_bug_classes():
 
 @pytest.mark.parametrize(
     "name",
-    slow_except(FIXABLE, ["conv1d_after_masking", "lstm_initial_state", "ops_mean_over_time"]),
+    slow_except(FIXABLE, ["conv1d_after_masking", "ops_mean_over_time"]),
 )
 def test_fix_writes_a_padding_invariant_model(name, fixed):
     model, data, result, npz = fixed[name]
@@ -232,6 +232,7 @@ def test_twin_table_matches_subclasses():
     assert twin_for(keras.layers.Dense(3)) is None
 
 
+@pytest.mark.slow
 def test_subclass_of_conv1d_gets_the_conv1d_twin(fixed):
     result = fixed["conv1d_subclass_after_masking"][2]
     (kept,) = result.kept
@@ -290,6 +291,7 @@ def test_cli_exit_codes(tmp_path):
     assert result.exit_code == 2 and "Unknown loss" in result.output
 
 
+@pytest.mark.slow
 def test_cli_fix_with_data_and_loss(tmp_path):
     model, data = zb.build("lstm_initial_state")
     src, npz, out = tmp_path / "m.keras", tmp_path / "d.npz", tmp_path / "fixed.keras"
@@ -303,6 +305,7 @@ def test_cli_fix_with_data_and_loss(tmp_path):
     assert leak(keras.saving.load_model(out), data) <= TOL
 
 
+@pytest.mark.slow
 def test_unsafe_is_measured():
     """A Conv1D subclass whose `call` differs from Conv1D's: its twin changes
     unpadded outputs, so it is unsafe; the search goes on to a safe candidate."""
@@ -330,6 +333,7 @@ def test_unsafe_is_measured():
 # --------------------------------------------------------------------------- subclassed
 
 
+@pytest.mark.slow
 def test_subclassed_model_gets_a_verified_code_change():
     model, data = zb.build("subclassed_rnn_initial_state")
     weights = [w.copy() for w in model.get_weights()]
@@ -359,6 +363,7 @@ def test_subclassed_model_gets_a_verified_code_change():
 # --------------------------------------------------------------------------- trainable
 
 
+@pytest.mark.slow  # a subprocess
 def test_fixed_model_trains_in_a_fresh_process(tmp_path):
     """The fixed `.keras` loads with only `import maskviz`, keeps the original
     compile settings, trains a step, and predicts as before on unpadded rows."""
@@ -413,6 +418,7 @@ def test_fixed_model_trains_in_a_fresh_process(tmp_path):
         assert "maskviz" in got[name]["modules"], (name, got[name])
 
 
+@pytest.mark.slow
 def test_rows_name_what_repaired_each_finding(fixed):
     result = fixed["lstm_initial_state"][2]
     rows = [r for r in result.rows if r.finding.rule == "MV102"]

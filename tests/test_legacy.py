@@ -20,10 +20,16 @@ from maskviz.errors import MaskvizError
 from maskviz.loading import load_model
 
 HERE = Path(__file__).parent
-needs_tf_keras = pytest.mark.skipif(
+_has_tf_keras = pytest.mark.skipif(
     importlib.util.find_spec("tf_keras") is None,
     reason="tf_keras is not installed (pip install 'maskviz[legacy]'): no Keras 2 to save with",
 )
+
+
+def needs_tf_keras(test):
+    """Skipped without tf_keras; `slow`: its models are saved by tf.keras 2 in a
+    subprocess (the quick run keeps the config translation tests)."""
+    return pytest.mark.slow(_has_tf_keras(test))
 
 
 @pytest.fixture(scope="module")

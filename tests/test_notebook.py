@@ -46,6 +46,7 @@ def _show_cells(nb):
     return [c for c in nb.cells if c.cell_type == "code" and "maskviz.show(" in c.source]
 
 
+@pytest.mark.slow  # runs the notebook in a Jupyter kernel; the full suite runs it
 def test_quickstart_shows_the_finding_then_the_fix(executed):
     before, after = _show_cells(executed)
     html_before = _outputs(before, "text/html")

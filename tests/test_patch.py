@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from marks import slow_except  # noqa: E402
 
 import maskviz  # noqa: E402
 from maskviz.loading import load_model  # noqa: E402
@@ -157,6 +158,7 @@ def test_replacement_layers_are_maskviz_layers(written):
     assert "ApplyMask" in classes["custom_layer_no_masking"]
 
 
+@pytest.mark.slow  # a subprocess
 def test_patched_files_load_in_fresh_process(written):
     """Only `import maskviz` is needed for maskviz's layers; the user's own custom
     layer (ScaleShift, package maskviz_samples) comes through maskviz's loader."""
@@ -264,6 +266,7 @@ class PreviousStep(keras.layers.Layer):
         return keras.ops.pad(x[:, :-1], [[0, 0], [1, 0], [0, 0]]) * self.scale
 
 
+@pytest.mark.slow
 def test_failed_verification_writes_nothing(tmp_path):
     """Putting the mask back on a layer that shifts time misaligns it: the last real
     step of each padded row stops reaching the output, so no candidate passes and
@@ -384,7 +387,7 @@ def guide_seq2seq_broken():
     return keras.Model([encoder_inputs, decoder_inputs], outputs)
 
 
-@pytest.mark.parametrize("case", ["classifier", "seq2seq"])
+@pytest.mark.parametrize("case", slow_except(["classifier", "seq2seq"], ["classifier"]))
 def test_guide_model_fix_then_train(case, tmp_path):
     from typer.testing import CliRunner
 

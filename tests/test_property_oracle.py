@@ -96,6 +96,7 @@ def _check(n: int) -> None:
     assert rate >= AGREEMENT, table
 
 
+@pytest.mark.slow  # the 200-model test below covers it
 def test_oracle_agrees_with_truncation_truth():
     _check(30)
 

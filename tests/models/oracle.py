@@ -43,16 +43,8 @@ def flatten_after_embedding():
 
 
 def seq2seq(fixed: bool):
-    enc = keras.Input((None,), dtype="int32", name="encoder_tokens")
-    dec = keras.Input((None,), dtype="int32", name="decoder_tokens")
-    x = L.Embedding(40, 8, mask_zero=True, name="enc_embedding")(enc)
-    _, h, c = L.LSTM(8, return_state=True, name="encoder")(x)
-    emb = L.Embedding(40, 8, mask_zero=True, name="dec_embedding")
-    y = emb(dec)
-    kw = {"mask": emb.compute_mask(dec)} if fixed else {}
-    y = L.LSTM(8, return_sequences=True, name="decoder")(y, initial_state=[h, c], **kw)
-    out = L.Dense(40, name="logits")(y)
-    return keras.Model([enc, dec], out, name="seq2seq_fixed" if fixed else "seq2seq")
+    """The zoo's encoder-decoder, with logits (no softmax)."""
+    return zoo.seq2seq(fixed, activation=None)
 
 
 def max_pooling_after_embedding():

@@ -694,15 +694,20 @@ def hub_token_position_embedding_decoder():
 # Recurrent layers, wrappers, nesting
 
 
+def _seq2seq_tokens():
+    """Encoder and decoder token rows of the two seq2seq reports."""
+    return {
+        "encoder_tokens": _lengths_tokens((5, 3, 4), 6, 30, left=(), seed=1),
+        "decoder_tokens": _lengths_tokens((4, 2, 3), 5, 30, left=(), seed=2),
+    }
+
+
 @case(
     "bug",
     "https://github.com/keras-team/keras/pull/5795",
     "Seq2seq decoder LSTM given the encoder's states as initial_state: with the "
     "initial state in the call, the decoder embedding's mask does not reach the LSTM.",
-    data=lambda: {
-        "encoder_tokens": _lengths_tokens((5, 3, 4), 6, 30, left=(), seed=1),
-        "decoder_tokens": _lengths_tokens((4, 2, 3), 5, 30, left=(), seed=2),
-    },
+    data=_seq2seq_tokens,
     pad={"encoder_tokens": 0, "decoder_tokens": 0},
 )
 def seq2seq_initial_state():
@@ -720,10 +725,7 @@ def seq2seq_initial_state():
     "https://github.com/keras-team/keras/issues/7179",
     "Masking the source sequence of an encoder-decoder: Embedding(mask_zero) -> LSTM "
     "encoder whose states start the decoder; the decoder gets its mask explicitly.",
-    data=lambda: {
-        "encoder_tokens": _lengths_tokens((5, 3, 4), 6, 30, left=(), seed=1),
-        "decoder_tokens": _lengths_tokens((4, 2, 3), 5, 30, left=(), seed=2),
-    },
+    data=_seq2seq_tokens,
     pad={"encoder_tokens": 0, "decoder_tokens": 0},
 )
 def seq2seq_explicit_decoder_mask():
@@ -1559,6 +1561,8 @@ def maskviz_errors(c: Case, model=None) -> list[str]:
     return sorted({f.rule for f in report.at_or_above("error")})
 
 
+# A report whose model, with only its bug repaired, is another report's model.
+_TWINS = {"seq2seq_initial_state": "seq2seq_explicit_decoder_mask"}
 for _c in CASES.values():
     register(
         "reported_bugs",
@@ -1568,4 +1572,5 @@ for _c in CASES.values():
         bug=_c.summary if _c.kind == "bug" else None,
         source=_c.url,
         truth=truth,
+        twin=_TWINS.get(_c.name),
     )

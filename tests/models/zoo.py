@@ -12,29 +12,27 @@ from models import REGISTRY, register, seeded
 L = keras.layers
 
 
-def seq2seq_initial_state():
-    enc = keras.Input((None,), dtype="int32", name="encoder_tokens")
-    dec = keras.Input((None,), dtype="int32", name="decoder_tokens")
-    x = L.Embedding(40, 8, mask_zero=True, name="enc_embedding")(enc)
-    _, h, c = L.LSTM(8, return_state=True, name="encoder")(x)
-    y = L.Embedding(40, 8, mask_zero=True, name="dec_embedding")(dec)
-    y = L.LSTM(8, return_sequences=True, name="decoder")(y, initial_state=[h, c])
-    out = L.Dense(40, activation="softmax", name="logits")(y)
-    return keras.Model([enc, dec], out, name="seq2seq")
-
-
-def seq2seq_initial_state_fixed():
+def seq2seq(fixed: bool, activation: str | None = "softmax"):
+    """Encoder-decoder; the decoder LSTM is called with `initial_state=`, and (`fixed`)
+    given its own mask explicitly."""
     enc = keras.Input((None,), dtype="int32", name="encoder_tokens")
     dec = keras.Input((None,), dtype="int32", name="decoder_tokens")
     x = L.Embedding(40, 8, mask_zero=True, name="enc_embedding")(enc)
     _, h, c = L.LSTM(8, return_state=True, name="encoder")(x)
     emb = L.Embedding(40, 8, mask_zero=True, name="dec_embedding")
     y = emb(dec)
-    y = L.LSTM(8, return_sequences=True, name="decoder")(
-        y, initial_state=[h, c], mask=emb.compute_mask(dec)
-    )
-    out = L.Dense(40, activation="softmax", name="logits")(y)
-    return keras.Model([enc, dec], out, name="seq2seq_fixed")
+    kw = {"mask": emb.compute_mask(dec)} if fixed else {}
+    y = L.LSTM(8, return_sequences=True, name="decoder")(y, initial_state=[h, c], **kw)
+    out = L.Dense(40, activation=activation, name="logits")(y)
+    return keras.Model([enc, dec], out, name="seq2seq_fixed" if fixed else "seq2seq")
+
+
+def seq2seq_initial_state():
+    return seq2seq(False)
+
+
+def seq2seq_initial_state_fixed():
+    return seq2seq(True)
 
 
 def conv1d_after_masking():
