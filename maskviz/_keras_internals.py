@@ -101,6 +101,19 @@ def direct_sublayers(layer: Any) -> list[Any]:
     return list(getattr(layer, "_layers", []) or [])
 
 
+def instance_attributes(obj: Any) -> list[tuple[str, Any]]:
+    """`(name, value)` for each attribute set on `obj` (`self.decoder = GRU(...)`), in
+    the order they were set. On PyTorch a Keras layer is a `torch.nn.Module`, whose
+    `__setattr__` keeps submodules (the layers among them) out of `__dict__`:
+    they are found through `named_children()`."""
+    attrs = list(vars(obj).items())
+    children = getattr(obj, "named_children", None)
+    if callable(children):
+        known = {name for name, _ in attrs}
+        attrs += [(name, value) for name, value in children() if name not in known]
+    return attrs
+
+
 class _Run:
     """One instrumented forward run: its thread, and whether a nested run was refused."""
 

@@ -44,7 +44,9 @@ def test_features_beside_tokens_move_with_them():
         if keep.all():
             continue
         cut = model([tokens[r : r + 1, keep], feats[r : r + 1, keep]])
-        np.testing.assert_allclose(base[r], np.asarray(cut)[0], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            base[r], keras.ops.convert_to_numpy(cut)[0], rtol=1e-4, atol=1e-5
+        )
     report = maskviz.inspect(model, data={"tokens": tokens, "feats": feats})
     assert report.oracle.invariance.checked
     assert not [f for f in report.findings if f.rule == "MV113"], report.to_text()
@@ -57,11 +59,11 @@ def test_pack_then_unpack_restores_the_real_steps():
     mask[1, 4:] = False  # right-padded
     mask[2, :2] = False  # left-padded
     mask[3, [1, 4]] = False  # gaps
-    packed = np.asarray(PackSteps()(x, mask=mask))
+    packed = keras.ops.convert_to_numpy(PackSteps()(x, mask=mask))
     for r in range(4):
         n = int(mask[r].sum())
         np.testing.assert_array_equal(packed[r, :n], x[r, mask[r]])
     np.testing.assert_array_equal(packed[0], x[0])  # unpadded: unchanged
     np.testing.assert_array_equal(packed[1], x[1])  # right-padded: unchanged
-    back = np.asarray(UnpackSteps()(packed, mask=mask))
+    back = keras.ops.convert_to_numpy(UnpackSteps()(packed, mask=mask))
     np.testing.assert_array_equal(back, x)

@@ -67,7 +67,7 @@ def _copy_model(model: Any, probe: Any, chain: list[str], twin: Any) -> Any:
 def _copy_nested(original: Any, copy: Any, chain: list[str], twin: Any) -> None:
     from .. import _keras_internals as ki
 
-    for name, layer in vars(original).items():
+    for name, layer in ki.instance_attributes(original):
         if not ki.is_layer(layer) or (len(chain) == 1 and name == chain[0]):
             continue
         mine = getattr(copy, name, None)
@@ -87,7 +87,7 @@ def _attr_chain(model: Any, path: str) -> list[str] | None:
     chain: list[str] = []
     for part in path.split("/"):
         found = None
-        for attr, value in vars(owner).items():
+        for attr, value in ki.instance_attributes(owner):
             if ki.is_layer(value) and getattr(value, "name", None) == part:
                 found = (attr, value)
                 break

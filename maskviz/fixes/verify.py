@@ -33,6 +33,15 @@ from .candidates import Candidate, NotApplicable, sites_by_path
 RTOL = 1e-4
 ATOL = 1e-5
 
+# A real step reaches an output when changing it moves the output by more than
+# `REACH_RTOL * max |output|` (plus `REACH_ATOL`). A step a mask silences moves it by
+# exactly 0 (same ops, same values), float32 round-off is ~1e-7 of the output's own
+# scale, and a floor of fixed size would misjudge small outputs: an untrained
+# model's can be ~1e-2, its token steps moving them by ~1e-5 (the initial weights
+# differ per backend).
+REACH_RTOL = 1e-5
+REACH_ATOL = 1e-9
+
 
 class PatchError(Exception):
     """A candidate could not be applied while the model was rebuilt."""
@@ -520,7 +529,9 @@ def content_sensitivity(model: Any, probe: Any) -> frozenset[tuple[int, int]] | 
             ya, yb = xa[i], xb[i]
             if xa.ndim >= 2 and xa.shape[1] == time:
                 ya, yb = ya[keep[r]], yb[keep[r]]
-            if ya.size and np.max(np.abs(ya.astype("float64") - yb.astype("float64"))) > 1e-5:
+            ya, yb = ya.astype("float64"), yb.astype("float64")
+            scale = float(np.max(np.abs(ya), initial=0.0))
+            if ya.size and np.max(np.abs(ya - yb)) > REACH_ATOL + REACH_RTOL * scale:
                 found.add((int(r), int(t)))
                 break
     return frozenset(found)

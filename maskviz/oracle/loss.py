@@ -28,7 +28,7 @@ import numpy as np
 from .grads import loss_and_grads
 from .length import Violation
 from .results import ATOL, RTOL
-from .runs import output_names
+from .runs import compare, output_names
 from .variants import Seq, Variant, layout
 
 
@@ -73,7 +73,9 @@ def _FunctionLoss(fn: Any) -> Any:
 def build_targets(y_pred: np.ndarray, loss: Any, rng: np.random.Generator) -> np.ndarray | None:
     """Targets the loss accepts for a prediction like `y_pred`: integer labels
     (shape without the last axis) or values in [0, 1] summing to 1 over the last
-    axis. The first the loss computes a finite value on wins."""
+    axis. The first the loss computes a finite value on wins; failing that, the first
+    it computes a value on at all (a prediction can make any loss non-finite: on
+    PyTorch and JAX, a probability loss divides all-zero predictions by their sum)."""
     import keras
 
     shape = y_pred.shape
@@ -87,6 +89,7 @@ def build_targets(y_pred: np.ndarray, loss: Any, rng: np.random.Generator) -> np
     name = (getattr(loss, "name", "") or type(loss).__name__).lower()
     if "sparse" not in name:
         cands.reverse()
+    computed = []
     for y in cands:
         try:
             v = np.asarray(keras.ops.convert_to_numpy(loss(y, y_pred)))
@@ -94,7 +97,9 @@ def build_targets(y_pred: np.ndarray, loss: Any, rng: np.random.Generator) -> np
             continue
         if v.size == 1 and np.isfinite(v).all():
             return y
-    return None
+        if v.size == 1:
+            computed.append(y)
+    return computed[0] if computed else None
 
 
 @dataclass
@@ -210,19 +215,19 @@ def check_loss(
     ]
 
     def judge(invariance: str, what: str, rows: list[int], l1: float, g1: list[np.ndarray]):
-        dl = abs(l1 - l0) if np.isfinite(l1) or np.isfinite(l0) else 0.0
-        if not np.isfinite(l1) and np.isfinite(l0):
-            dl = float("inf")
+        # A finite loss against a non-finite one, either way, is an infinite change;
+        # gradients compare as outputs do (`runs.compare`: NaN equals NaN).
+        finite = (bool(np.isfinite(l0)), bool(np.isfinite(l1)))
+        dl = abs(l1 - l0) if all(finite) else (0.0 if finite == (False, False) else np.inf)
+        scale = abs(l0) if finite[0] else 0.0
         lay = tuple(sorted({layouts[r] for r in rows if r < len(layouts)}))
-        if dl > ATOL + RTOL * abs(l0):
-            rel = dl / abs(l0) if l0 else float("inf")
-            violations.append(
-                Violation(invariance, what, "loss", tuple(rows), lay, rel, dl, abs(l0))
-            )
-        gscale = max((float(np.abs(g).max(initial=0.0)) for g in g0), default=0.0)
+        if dl > ATOL + RTOL * scale:
+            rel = dl / scale if scale else float("inf")
+            violations.append(Violation(invariance, what, "loss", tuple(rows), lay, rel, dl, scale))
+        gscale = max((compare(g, g)[1] for g in g0), default=0.0)
         worst = (0.0, "")
         for w, a, b in zip(weights, g0, g1):
-            d = float(np.abs(a - b).max(initial=0.0)) if a.shape == b.shape else float("inf")
+            d = compare(a, b)[0] if a.shape == b.shape else float("inf")
             if d > worst[0]:
                 worst = (d, w)
         if worst[0] > ATOL + RTOL * gscale:

@@ -1093,7 +1093,7 @@ class TutorialPositionalEmbedding(keras.layers.Layer):
     def call(self, x):
         length = ops.shape(x)[1]
         x = self.embedding(x) * ops.sqrt(ops.cast(self.d_model, "float32"))
-        return x + self.pos_encoding[None, :length, :]
+        return x + ops.convert_to_tensor(self.pos_encoding[None, :length, :])
 
 
 @keras.saving.register_keras_serializable(package="reported_bugs")
