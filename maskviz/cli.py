@@ -11,11 +11,13 @@ Nothing heavy is imported at module level: `maskviz --help`, `maskviz rules` and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -89,28 +91,47 @@ def _quiet_backend() -> None:
         os.environ["KERAS_BACKEND"] = backend
     if "keras" in sys.modules:
         return
+    try:
+        with _native_stderr_hidden(replay=False) as captured:
+            import keras  # noqa: F401
+    except Exception as e:
+        captured.seek(0)
+        detail = captured.read().decode(errors="replace").strip().splitlines()
+        last = f" ({detail[-1]})" if detail else ""
+        raise _fail(
+            f"Cannot import Keras: {type(e).__name__}: {e}{last}. Expected keras 3 with "
+            "its backend installed: `pip install keras tensorflow`."
+        ) from None
+
+
+@contextlib.contextmanager
+def _native_stderr_hidden(replay: bool = True) -> Iterator[Any]:
+    """Points file descriptor 2 at a temporary file for the block (native libraries
+    log there, ignoring Python's settings). What was written is shown again when the
+    block raises something other than `MaskvizError`, if `replay`."""
     import tempfile
 
-    with tempfile.TemporaryFile() as captured:
+    from .errors import MaskvizError
+
+    captured = tempfile.TemporaryFile()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(captured.fileno(), 2)
+    failed = False
+    try:
+        yield captured
+    except MaskvizError:
+        raise
+    except BaseException:
+        failed = True
+        raise
+    finally:
         sys.stderr.flush()
-        saved = os.dup(2)
-        try:
-            os.dup2(captured.fileno(), 2)
-            try:
-                import keras  # noqa: F401
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-        except Exception as e:
+        os.dup2(saved, 2)
+        os.close(saved)
+        if failed and replay:
             captured.seek(0)
-            detail = captured.read().decode(errors="replace").strip().splitlines()
-            last = f" ({detail[-1]})" if detail else ""
-            raise _fail(
-                f"Cannot import Keras: {type(e).__name__}: {e}{last}. Expected keras 3 with "
-                "its backend installed: `pip install keras tensorflow`."
-            ) from None
-        finally:
-            os.close(saved)
+            sys.stderr.write(captured.read().decode(errors="replace"))
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -150,7 +171,9 @@ def _load(
     from .loading import load_model
 
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        # A backend's native libraries can load during loading (TensorFlow under an
+        # `.h5` file on torch) and log to file descriptor 2: hidden like at import.
+        with _native_stderr_hidden(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             model = load_model(
                 str(path),
