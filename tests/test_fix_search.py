@@ -16,15 +16,13 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from marks import slow_except  # noqa: E402
+from marks import Lazy, slow_except  # noqa: E402
 from models import zoo_bugs as zb  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
@@ -138,37 +136,20 @@ def unpadded_rows(data: dict) -> np.ndarray:
 # --------------------------------------------------------------------------- the zoo
 
 
-class _Fixes(Mapping):
-    """name -> (model, data, result, path of the data): each fixable bug model fixed
-    once (through `--data`), when a test first asks for it."""
-
-    def __init__(self, folder: Path) -> None:
-        self._folder = folder
-        self._done: dict[str, tuple] = {}
-
-    def __getitem__(self, name: str) -> tuple:
-        if name not in FIXABLE:
-            raise KeyError(name)
-        if name not in self._done:
-            model, data = zb.build(name)
-            npz = self._folder / f"{name}.npz"
-            np.savez(npz, **data)
-            result = fix_model_file(model, str(self._folder / f"{name}.keras"), data=str(npz))
-            self._done[name] = (model, data, result, npz)
-        return self._done[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(FIXABLE)
-
-    def __len__(self) -> int:
-        return len(FIXABLE)
-
-
 @pytest.fixture(scope="module")
 def fixed(tmp_path_factory):
     """Each fixable bug model fixed once (through `--data`): name -> (model, data,
     result, path of the data)."""
-    return _Fixes(tmp_path_factory.mktemp("zoo_bugs"))
+    folder = tmp_path_factory.mktemp("zoo_bugs")
+
+    def fix(name: str) -> tuple:
+        model, data = zb.build(name)
+        npz = folder / f"{name}.npz"
+        np.savez(npz, **data)
+        result = fix_model_file(model, str(folder / f"{name}.keras"), data=str(npz))
+        return model, data, result, npz
+
+    return Lazy(FIXABLE, fix)
 
 
 @pytest.mark.slow

@@ -156,6 +156,7 @@ def base_config():
     return members, json.loads(members["config.json"])
 
 
+@pytest.mark.slow  # the whole corpus (slow) covers config mutations too
 @hypothesis.settings(
     max_examples=25,
     deadline=None,

@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from marks import slow_except  # noqa: E402
+from marks import Lazy, slow_except  # noqa: E402
 
 import maskviz  # noqa: E402
 from maskviz.loading import load_model  # noqa: E402
@@ -32,6 +32,9 @@ MECHANICAL = {
     "timedistributed_embedding": ("MV104", "time_distributed_embedding", False),
     "custom_layer_no_masking": ("MV101", "scale_shift", False),
 }
+
+# The samples the quick run fixes (the full suite fixes all).
+QUICK = ("conv1d_after_masking", "masking_5d_convlstm")
 
 # Fixes that maskviz applies and verifies, but whose verification is blocked by a
 # rule's false positive on the patched model (remove once the rule is fixed: the
@@ -71,27 +74,30 @@ def originals():
 @pytest.fixture(scope="module")
 def written(fixed):
     """The fixed samples that were verified and written."""
-    return {name: r for name, r in fixed.items() if name not in BLOCKED}
+    return Lazy([name for name in fixed if name not in BLOCKED], fixed.__getitem__)
 
 
 @pytest.fixture(scope="module")
 def fixed(originals, tmp_path_factory):
     """Each mechanical sample fixed once: name -> FixResult."""
     out = tmp_path_factory.mktemp("fixed")
-    return {
-        name: fix_model_file(
+
+    def fix(name: str):
+        return fix_model_file(
             originals[name], str(out / f"{name}.keras"), unsafe_fixes=MECHANICAL[name][2]
         )
-        for name in MECHANICAL
-    }
+
+    return Lazy(list(MECHANICAL), fix)
 
 
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=BLOCKED[n]))
-        if n in BLOCKED
-        else n
+        pytest.param(
+            n,
+            marks=([pytest.mark.xfail(strict=True, reason=BLOCKED[n])] if n in BLOCKED else [])
+            + ([] if n in QUICK else [pytest.mark.slow]),
+        )
         for n in sorted(MECHANICAL)
     ],
 )
@@ -112,6 +118,7 @@ def test_fix_repairs_sample(name, fixed):
     assert "MV107" not in result.after.rule_ids
 
 
+@pytest.mark.slow  # every sample fixed
 def test_outputs_compared_on_unpadded_rows(fixed):
     """Every sample whose original runs gets the comparison (not skipped)."""
     for name, result in fixed.items():
@@ -133,6 +140,7 @@ def test_fix_also_resolves_the_crash(fixed):
     assert result.after.trace.error is None
 
 
+@pytest.mark.slow  # every sample fixed
 def test_weights_copied_one_by_one(originals, written):
     for name, result in written.items():
         patched = {lyr.name: lyr for lyr in result.model.layers}
@@ -149,6 +157,7 @@ def test_weights_copied_one_by_one(originals, written):
         assert compared, name
 
 
+@pytest.mark.slow  # every sample fixed
 def test_replacement_layers_are_maskviz_layers(written):
     classes = {name: {type(lyr).__name__ for lyr in r.model.layers} for name, r in written.items()}
     assert "MaskedConv1D" in classes["conv1d_after_masking"]
