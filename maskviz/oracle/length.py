@@ -126,9 +126,15 @@ def compare_tensor(
                 bp, vp = variant.positions[j][name]
                 a, b = base[r, bp], var[j, vp]
                 # Other axes that follow the same time (an attention mask or scores
-                # [B, T, S] over one sequence) take the same positions.
+                # [B, T, S] over one sequence) take the same positions; an axis is known
+                # to follow it only when its size changed with the time length (a
+                # feature axis may have the time's size by chance).
                 for k in range(2, base.ndim):
-                    if base.shape[k] == base_t[name] and var.shape[k] == variant.time.get(name):
+                    if (
+                        base.shape[k] == base_t[name]
+                        and var.shape[k] == variant.time.get(name)
+                        and base.shape[k] != var.shape[k]
+                    ):
                         a, b = np.take(a, bp, axis=k - 1), np.take(b, vp, axis=k - 1)
                 pairs.append((r, a, b))
         by_row: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
