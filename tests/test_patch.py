@@ -74,15 +74,16 @@ def written(fixed):
 
 
 @pytest.fixture(scope="module")
-def fixed(originals, tmp_path_factory):
+def fixed(originals, tmp_path_factory, release):
     """Each mechanical sample fixed once: name -> FixResult."""
     out = tmp_path_factory.mktemp("fixed")
-    return {
-        name: fix_model_file(
+    results = {}
+    for name in MECHANICAL:
+        results[name] = fix_model_file(
             originals[name], str(out / f"{name}.keras"), unsafe_fixes=MECHANICAL[name][2]
         )
-        for name in MECHANICAL
-    }
+        release()  # what JAX compiled for this model (see conftest.release_compiled)
+    return results
 
 
 @pytest.mark.parametrize(
