@@ -527,6 +527,10 @@ def test_string_input_model_is_inspected_with_vocabulary_words(tmp_path):
     x = keras.layers.Embedding(len(vocabulary) + 2, 4, mask_zero=True, name="embedding")(ids)
     keras.Model(words, keras.layers.LSTM(3, name="lstm")(x)).save(tmp_path / "words.keras")
     model = load_model(tmp_path / "words.keras")
+    try:  # observed: Keras on JAX has no string tensors to call the model with
+        model(np.array([["the", "cat", ""]]))
+    except Exception as e:
+        pytest.skip(f"this backend does not run a model on strings: {type(e).__name__}")
     report = maskviz.inspect(model)
     assert report.trace.error is None
     values = np.asarray(report.probe.values["words"]).astype(str)
