@@ -4,6 +4,7 @@ session and shared."""
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -18,6 +19,32 @@ def pytest_addoption(parser):
         default=False,
         help="Rewrite tests/goldens/*.dot from the current output (review the diff).",
     )
+
+
+def release_compiled() -> None:
+    """Drops every executable JAX has compiled and cached, when JAX is loaded.
+
+    On JAX, Keras runs a recurrent layer called eagerly through `lax.scan` with a
+    step function made anew at each call, so every call compiles a new executable
+    (about a second and 2-10 MB each), and JAX keeps them all until
+    `jax.clear_caches()`. The fix search calls its models hundreds of times: run
+    whole, the suite grew past 6 GB and crashed inside XLA's compiler. Nothing
+    else is cleared (Keras's name counters and the session's models are kept)."""
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        jax.clear_caches()
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_after_each_test():
+    yield
+    release_compiled()
+
+
+@pytest.fixture(scope="session")
+def release():
+    """`release()`: `release_compiled` for module fixtures that run many models."""
+    return release_compiled
 
 
 @pytest.fixture(scope="session")

@@ -137,7 +137,7 @@ def unpadded_rows(data: dict) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def fixed(tmp_path_factory):
+def fixed(tmp_path_factory, release):
     """Each fixable bug model fixed once (through `--data`): name -> (model, data,
     result, path of the data)."""
     folder = tmp_path_factory.mktemp("zoo_bugs")
@@ -147,6 +147,7 @@ def fixed(tmp_path_factory):
         npz = folder / f"{name}.npz"
         np.savez(npz, **data)
         result = fix_model_file(model, str(folder / f"{name}.keras"), data=str(npz))
+        release()  # what JAX compiled for this model (see conftest.release_compiled)
         return model, data, result, npz
 
     return Lazy(FIXABLE, fix)

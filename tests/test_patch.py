@@ -78,14 +78,16 @@ def written(fixed):
 
 
 @pytest.fixture(scope="module")
-def fixed(originals, tmp_path_factory):
+def fixed(originals, tmp_path_factory, release):
     """Each mechanical sample fixed once: name -> FixResult."""
     out = tmp_path_factory.mktemp("fixed")
 
     def fix(name: str):
-        return fix_model_file(
+        result = fix_model_file(
             originals[name], str(out / f"{name}.keras"), unsafe_fixes=MECHANICAL[name][2]
         )
+        release()  # what JAX compiled for this model (see conftest.release_compiled)
+        return result
 
     return Lazy(list(MECHANICAL), fix)
 

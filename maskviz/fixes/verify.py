@@ -39,7 +39,7 @@ ATOL = 1e-5
 # scale, and a floor of fixed size would misjudge small outputs: an untrained
 # model's can be ~1e-2, its token steps moving them by ~1e-5 (the initial weights
 # differ per backend).
-REACH_RTOL = 1e-5
+REACH_RTOL = 1e-6
 REACH_ATOL = 1e-9
 
 
@@ -530,7 +530,9 @@ def content_sensitivity(model: Any, probe: Any) -> frozenset[tuple[int, int]] | 
             if xa.ndim >= 2 and xa.shape[1] == time:
                 ya, yb = ya[keep[r]], yb[keep[r]]
             ya, yb = ya.astype("float64"), yb.astype("float64")
-            scale = float(np.max(np.abs(ya), initial=0.0))
+            scale = max(
+                float(np.max(np.abs(ya), initial=0.0)), float(np.max(np.abs(yb), initial=0.0))
+            )
             if ya.size and np.max(np.abs(ya - yb)) > REACH_ATOL + REACH_RTOL * scale:
                 found.add((int(r), int(t)))
                 break

@@ -242,6 +242,17 @@ def run_variants(
         except Exception as e:  # the model refuses this length or side
             skipped.append((v.invariance, f"the model did not run on {v.what}: {_short(e)}"))
             continue
+        if v.invariance == "length" and _lost_finiteness(base_out, out):
+            # JAX looks up an index past an embedding's rows (a position embedding of
+            # a fixed length) as NaN where TensorFlow raises: refused all the same.
+            skipped.append(
+                (
+                    v.invariance,
+                    f"the model did not run on {v.what}: its outputs are NaN or infinite "
+                    "where they were finite (an index past a fixed length?)",
+                )
+            )
+            continue
         changed = {}
         for i, (b, o) in enumerate(zip(base_out, out)):
             if b is not None and o is not None and v.invariance in rank:
@@ -255,6 +266,18 @@ def run_variants(
                 changed[i] = d
         outcomes.append(Outcome(v, changed, out))
     return outcomes
+
+
+def _lost_finiteness(base: list[Any], out: list[Any]) -> bool:
+    """Whether every output that was finite became wholly non-finite in `out` (a
+    run that fails silently, not a leak into some positions)."""
+    pairs = [
+        (b, o)
+        for b, o in zip(base, out)
+        if b is not None and o is not None and np.issubdtype(np.asarray(b).dtype, np.floating)
+    ]
+    pairs = [(b, o) for b, o in pairs if np.isfinite(b).all() and np.asarray(o).size]
+    return bool(pairs) and all(not np.isfinite(o).any() for _, o in pairs)
 
 
 def _short(e: BaseException) -> str:
