@@ -18,22 +18,27 @@ from .candidates import (
     Remask,
     UseTwin,
     ZeroThenRemask,
-    candidates_for,
 )
-from .search import (
+from .measure import Check, Invariance, padding_invariance
+from .results import (
     FIXED,
     LEFT,
     NEW,
     Attempt,
     FixResult,
+    Outcome,
     PatchResult,
+    PatchStatus,
     Row,
-    fix_model_file,
-    patch_model,
+    RowStatus,
 )
-from .verify import Check, Invariance, padding_invariance
+from .search import fix_model_file, patch_model
+from .sites import candidates_for
 
 __all__ = [
+    "Outcome",
+    "PatchStatus",
+    "RowStatus",
     "FIXED",
     "LEFT",
     "NEW",

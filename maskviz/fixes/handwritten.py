@@ -18,8 +18,10 @@ from typing import Any
 
 from ..errors import MaskvizError
 from ..findings import Severity
-from .candidates import UseTwin, candidates_for
-from .verify import evaluate, padding_invariance, still_fires
+from .candidates import UseTwin
+from .measure import padding_invariance
+from .sites import candidates_for
+from .verify import evaluate, still_fires
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,8 @@ def _diff_for(owner: Any, attr: str, twin: str) -> str:
 
 def patch_subclassed(report: Any, *, unsafe_fixes: bool = False) -> Any:
     """Searches twin repairs for a subclassed model and returns them as code."""
-    from .search import Attempt, PatchResult, _rows, _State
+    from .results import Attempt, Outcome, PatchResult, PatchStatus
+    from .search import _rows, _State
 
     model = report.model
     state = _State()
@@ -145,7 +148,7 @@ def patch_subclassed(report: Any, *, unsafe_fixes: bool = False) -> Any:
                     Attempt(
                         finding,
                         cand,
-                        "not applicable",
+                        Outcome.NOT_APPLICABLE,
                         "a call-level change of a subclassed model's `call` is not "
                         "verified in place; see the finding's suggestion",
                     )
@@ -154,7 +157,7 @@ def patch_subclassed(report: Any, *, unsafe_fixes: bool = False) -> Any:
             chain = _attr_chain(model, cand.site)
             if chain is None:
                 state.attempts.append(
-                    Attempt(finding, cand, "not applicable", "no attribute holds that layer")
+                    Attempt(finding, cand, Outcome.NOT_APPLICABLE, "no attribute holds that layer")
                 )
                 continue
             original_owner, attr = _follow(model, chain)
@@ -162,12 +165,12 @@ def patch_subclassed(report: Any, *, unsafe_fixes: bool = False) -> Any:
             try:
                 copy = _copy_model(model, report.probe, chain, twin)
             except MaskvizError as e:
-                state.attempts.append(Attempt(finding, cand, "not applicable", str(e)))
+                state.attempts.append(Attempt(finding, cand, Outcome.NOT_APPLICABLE, str(e)))
                 continue
             owner = _follow(copy, chain)[0]
             verdict = evaluate(model, copy, report, [finding], invariance)
             if verdict.passed or (verdict.unsafe and unsafe_fixes):
-                state.attempts.append(Attempt(finding, cand, "kept", "", verdict.max_diff))
+                state.attempts.append(Attempt(finding, cand, Outcome.KEPT, "", verdict.max_diff))
                 state.kept.append(cand)
                 state.targets[(finding.rule, finding.path)] = cand
                 repaired = verdict.after
@@ -192,7 +195,7 @@ def patch_subclassed(report: Any, *, unsafe_fixes: bool = False) -> Any:
                 Attempt(
                     finding,
                     cand,
-                    "unsafe" if verdict.unsafe else "failed",
+                    Outcome.UNSAFE if verdict.unsafe else Outcome.FAILED,
                     verdict.reason,
                     verdict.max_diff,
                 )
@@ -206,7 +209,7 @@ def patch_subclassed(report: Any, *, unsafe_fixes: bool = False) -> Any:
     return PatchResult(
         before=report,
         rows=_rows(report, None, state),
-        status="failed",
+        status=PatchStatus.FAILED,
         reason=reason,
         attempts=tuple(state.attempts),
         kept=tuple(state.kept),

@@ -26,136 +26,24 @@ from typing import Any
 
 from ..errors import MaskvizError
 from ..findings import Finding, Severity
-from .candidates import Candidate, candidates_for, downstream_candidates
+from .candidates import Candidate
+from .measure import Check, Invariance, padding_invariance
+from .results import FIXED, LEFT, NEW, Attempt, FixResult, Outcome, PatchResult, PatchStatus, Row
+from .sites import candidates_for, downstream_candidates
 from .verify import (
-    Check,
-    Invariance,
     PatchError,
     build_candidate_model,
     compare_unpadded,
     evaluate,
     new_errors,
-    padding_invariance,
     reinspect,
     still_fires,
 )
 
-FIXED, LEFT, NEW = "fixed", "left", "new"
 # Safety cap on search rounds (each round keeps a candidate or gives up a finding).
 MAX_ROUNDS = 24
 # Budget of candidate attempts per search (each is a rebuild plus an inspection).
 MAX_ATTEMPTS = 80
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One candidate tried for one finding.
-
-    Attributes:
-        finding: the finding it was tried for.
-        candidate: what was tried.
-        outcome: `kept`, `replaced` (kept, then replaced by a candidate at the same
-            call that repairs more), `failed`, `unsafe` (it changes unpadded outputs) or
-            `not applicable` (it could not be built into the model).
-        reason: why it was not kept (the failed checks), or what it measured.
-        max_diff: max |diff| of the outputs on rows without padding.
-    """
-
-    finding: Finding
-    candidate: Candidate
-    outcome: str
-    reason: str = ""
-    max_diff: float | None = None
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of the before/after table.
-
-    Attributes:
-        finding: the finding (from the report before, or after for `new`).
-        status: `fixed`, `left` or `new`.
-        applied: a candidate kept by the search targeted this finding.
-        note: what repaired it, or why nothing did.
-    """
-
-    finding: Finding
-    status: str
-    applied: bool = False
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class PatchResult:
-    """What `patch_model` did.
-
-    Attributes:
-        before: the report the search started from.
-        after: the report of the repaired (saved and reloaded) model.
-        model: the repaired model, or `None`.
-        rows: the before/after table.
-        checks: the final verification of the repaired model.
-        status: `nothing to fix`, `no applicable fix`, `patched` or `failed`.
-        reason: one line saying why, when nothing was kept or a check failed.
-        saved_path: the verified `.keras` file (temporary).
-        attempts: every candidate tried, in order.
-        kept: the candidates kept.
-        code_changes: for a subclassed model, the verified changes to make by hand.
-    """
-
-    before: Any
-    after: Any = None
-    model: Any = field(default=None, repr=False)
-    rows: tuple[Row, ...] = ()
-    checks: tuple[Check, ...] = ()
-    status: str = "nothing to fix"
-    reason: str = ""
-    saved_path: str | None = None
-    attempts: tuple[Attempt, ...] = ()
-    kept: tuple[Candidate, ...] = ()
-    code_changes: tuple[Any, ...] = ()
-
-    @property
-    def applied(self) -> list[Finding]:
-        return [r.finding for r in self.rows if r.applied]
-
-    @property
-    def verified(self) -> bool:
-        return self.status != "failed" and all(c.passed is not False for c in self.checks)
-
-    @property
-    def remaining_errors(self) -> list[Finding]:
-        return [
-            r.finding
-            for r in self.rows
-            if r.status in (LEFT, NEW) and r.finding.severity == Severity.ERROR
-        ]
-
-    @property
-    def ok(self) -> bool:
-        """Verified, and no error-severity finding is left."""
-        return self.verified and not self.remaining_errors
-
-    def to_text(self) -> str:
-        from .text import render
-
-        return render(self, out_path=None, written=False)
-
-
-@dataclass(frozen=True)
-class FixResult(PatchResult):
-    """What `fix_model_file` did: a `PatchResult` plus where it was written."""
-
-    path: str = ""
-    written: bool = False
-
-    def to_text(self) -> str:
-        from .text import render
-
-        return render(self, out_path=self.path, written=self.written)
 
 
 # --------------------------------------------------------------------------- the search
@@ -211,19 +99,21 @@ def search(report: Any, *, unsafe_fixes: bool = False) -> tuple[_State, Any]:
             try:
                 trial = build_candidate_model(model, [*kept, cand], report.trace)
             except PatchError as e:
-                state.attempts.append(Attempt(finding, cand, "not applicable", str(e)))
+                state.attempts.append(Attempt(finding, cand, Outcome.NOT_APPLICABLE, str(e)))
                 continue
             try:
                 verdict = evaluate(model, trial, current, [finding, *owed], invariance)
             except MaskvizError as e:
-                state.attempts.append(Attempt(finding, cand, "failed", f"inspect failed: {e}"))
+                state.attempts.append(
+                    Attempt(finding, cand, Outcome.FAILED, f"inspect failed: {e}")
+                )
                 continue
             if verdict.passed or (verdict.unsafe and unsafe_fixes):
                 note = "kept" + (
                     " (unsafe: changes unpadded outputs)" if not verdict.passed else ""
                 )
                 state.attempts.append(
-                    Attempt(finding, cand, "kept", note, max_diff=verdict.max_diff)
+                    Attempt(finding, cand, Outcome.KEPT, note, max_diff=verdict.max_diff)
                 )
                 if replaced is not None and replaced in state.kept:
                     state.kept = kept
@@ -231,9 +121,9 @@ def search(report: Any, *, unsafe_fixes: bool = False) -> tuple[_State, Any]:
                         if c is replaced:
                             state.targets[k] = cand
                     for i, a in enumerate(state.attempts):
-                        if a.candidate is replaced and a.outcome == "kept":
+                        if a.candidate is replaced and a.outcome == Outcome.KEPT:
                             state.attempts[i] = dataclasses.replace(
-                                a, outcome="replaced", reason=f"replaced by {cand.kind}"
+                                a, outcome=Outcome.REPLACED, reason=f"replaced by {cand.kind}"
                             )
                 state.kept.append(cand)
                 state.targets[_key(finding)] = cand
@@ -245,7 +135,7 @@ def search(report: Any, *, unsafe_fixes: bool = False) -> tuple[_State, Any]:
                 Attempt(
                     finding,
                     cand,
-                    "unsafe" if verdict.unsafe else "failed",
+                    Outcome.UNSAFE if verdict.unsafe else Outcome.FAILED,
                     verdict.reason,
                     max_diff=verdict.max_diff,
                 )
@@ -254,13 +144,13 @@ def search(report: Any, *, unsafe_fixes: bool = False) -> tuple[_State, Any]:
             if follow is not None:
                 pair, verdict2, second = follow
                 state.attempts[-1] = Attempt(
-                    finding, cand, "kept", "kept with the next candidate", verdict2.max_diff
+                    finding, cand, Outcome.KEPT, "kept with the next candidate", verdict2.max_diff
                 )
                 state.attempts.append(
                     Attempt(
                         second,
                         pair[1],
-                        "kept",
+                        Outcome.KEPT,
                         "together with the previous candidate",
                         max_diff=verdict2.max_diff,
                     )
@@ -392,7 +282,7 @@ def _rows(before: Any, after: Any, state: _State) -> tuple[Row, ...]:
             note = f"{f.severity.value}: not searched"
         else:
             tried = [a for a in state.attempts if _key(a.finding) == _key(f)]
-            unsafe = [a for a in tried if a.outcome == "unsafe"]
+            unsafe = [a for a in tried if a.outcome == Outcome.UNSAFE]
             if unsafe:
                 note = f"unsafe fix: apply with --unsafe-fixes ({unsafe[0].candidate.describe()})"
             elif tried:
@@ -428,7 +318,7 @@ def patch_model(report: Any, *, unsafe_fixes: bool = False) -> PatchResult:
         raise MaskvizError("The report has no model to patch. Received: report.model=None.")
     if not _errors(report):
         return PatchResult(
-            before=report, rows=_rows(report, None, _State()), status="nothing to fix"
+            before=report, rows=_rows(report, None, _State()), status=PatchStatus.NOTHING
         )
     from .. import _keras_internals as ki
 
@@ -438,7 +328,7 @@ def patch_model(report: Any, *, unsafe_fixes: bool = False) -> PatchResult:
         return patch_subclassed(report, unsafe_fixes=unsafe_fixes)
     state, _ = search(report, unsafe_fixes=unsafe_fixes)
     if not state.kept:
-        status = "failed" if state.attempts else "no applicable fix"
+        status = PatchStatus.FAILED if state.attempts else PatchStatus.NO_FIX
         reasons = _reasons(state)
         if state.budget_spent:
             reasons = f"search stopped after {MAX_ATTEMPTS} attempts; " + reasons
@@ -456,7 +346,7 @@ def patch_model(report: Any, *, unsafe_fixes: bool = False) -> PatchResult:
             after=after,
             rows=_rows(report, after, state),
             checks=checks,
-            status="failed",
+            status=PatchStatus.FAILED,
             reason=reason,
             attempts=tuple(state.attempts),
             kept=tuple(state.kept),
@@ -483,7 +373,7 @@ def patch_model(report: Any, *, unsafe_fixes: bool = False) -> PatchResult:
         model=patched,
         rows=_rows(report, after, state),
         checks=checks,
-        status="patched",
+        status=PatchStatus.PATCHED,
         saved_path=saved,
         attempts=tuple(state.attempts),
         kept=tuple(state.kept),
@@ -532,7 +422,7 @@ def _final_checks(model: Any, patched: Any, before: Any, after: Any, state: _Sta
         "; ".join(f"{f.rule} at `{f.path}`: {f.message}" for f in new_errors) or "none",
     )
     same, _ = compare_unpadded(model, patched, before.probe)
-    unsafe_kept = [a for a in state.attempts if a.outcome == "kept" and "unsafe" in a.reason]
+    unsafe_kept = [a for a in state.attempts if a.outcome == Outcome.KEPT and "unsafe" in a.reason]
     if same.passed is False and unsafe_kept:
         same = Check(same.name, True, f"changed, as --unsafe-fixes allows: {same.detail}")
     return (runs, fixed, new, same)
@@ -585,10 +475,10 @@ def fix_model_file(
     report = inspect(model, data=data, mask_inputs=mask_inputs, loss=loss)
     result = patch_model(report, unsafe_fixes=unsafe_fixes)
     written = False
-    if result.status == "patched" and result.saved_path:
+    if result.status == PatchStatus.PATCHED and result.saved_path:
         shutil.copyfile(result.saved_path, out_path)
         written = True
-    elif force and result.status in ("nothing to fix", "no applicable fix"):
+    elif force and result.status in (PatchStatus.NOTHING, PatchStatus.NO_FIX):
         from .. import _keras_internals as ki
 
         with ki.silence_mask_warnings():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .search import FIXED, LEFT, NEW
+from .results import FIXED, LEFT, NEW, Outcome, PatchStatus
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:
@@ -31,9 +31,9 @@ def render(result: Any, *, out_path: str | None, written: bool) -> str:
     before = result.before
     name = before.trace.model_name
     lines = [f"maskviz fix: model '{name}' ({before.trace.model_class})"]
-    if result.status == "nothing to fix":
+    if result.status == PatchStatus.NOTHING:
         lines.append("  nothing to fix: no error-level finding.")
-    if result.rows and result.status != "nothing to fix":
+    if result.rows and result.status != PatchStatus.NOTHING:
         header = ("rule", "name", "severity", "layer", "status", "fix")
         body = [
             (
@@ -67,7 +67,7 @@ def render(result: Any, *, out_path: str | None, written: bool) -> str:
                 f"  [{a.outcome}] {a.finding.rule} at `{a.finding.path}`: "
                 f"{a.candidate.describe()}{_diff(a.max_diff)}"
             )
-            if a.outcome != "kept" and a.reason:
+            if a.outcome != Outcome.KEPT and a.reason:
                 lines.append(f"      why: {a.reason}")
     for change in result.code_changes:
         lines.append("")
@@ -77,7 +77,7 @@ def render(result: Any, *, out_path: str | None, written: bool) -> str:
         lines.append("checks:")
         for c in result.checks:
             lines.append(f"  [{c.label}] {c.name}: {c.detail}")
-    if result.status == "failed":
+    if result.status == PatchStatus.FAILED:
         lines.append("")
         lines.append(f"not fixed: {result.reason}")
     if out_path is not None:
@@ -85,7 +85,7 @@ def render(result: Any, *, out_path: str | None, written: bool) -> str:
             lines.append(f"written to {out_path}")
         elif result.code_changes:
             lines.append("nothing written: make the code changes above by hand")
-        elif result.status in ("nothing to fix", "no applicable fix"):
+        elif result.status in (PatchStatus.NOTHING, PatchStatus.NO_FIX):
             lines.append("nothing written (use --force to write the model anyway)")
         else:
             lines.append("nothing written")
