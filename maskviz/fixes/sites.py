@@ -221,7 +221,7 @@ def downstream_candidates(model: Any, site: str, trace: Any, limit: int = UPSTRE
     a repair's new mask goes next, for a repair that needs a partner (a wrapper
     downstream that hands the repaired mask on unchanged)."""
     from .. import _keras_internals as ki
-    from ..rules import iter_downstream
+    from ..callgraph import CallGraph
 
     by_path = sites_by_path(model)
     start = next((c for c in trace.calls if c.path == site), None)
@@ -229,7 +229,8 @@ def downstream_candidates(model: Any, site: str, trace: Any, limit: int = UPSTRE
         return []
     out: list[Candidate] = []
     seen = 0
-    for call in iter_downstream(trace, start.id):
+    graph = CallGraph(trace)
+    for call in map(graph.record, graph.downstream(start.id)):
         layer = by_path.get(call.path)
         if layer is None or call.call_index:
             continue

@@ -26,7 +26,7 @@ import importlib
 import inspect
 import pkgutil
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -208,13 +208,3 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
             seen.add(key)
             out.append(f)
     return out
-
-
-def iter_downstream(trace: Any, call_id: str) -> Iterator[Any]:
-    """Every call that depends on `call_id`'s outputs, nearest first, once each
-    (`CallGraph.downstream`; kept for `maskviz.fixes`)."""
-    from ..callgraph import CallGraph
-
-    graph = CallGraph(trace)
-    for node in graph.downstream(call_id):
-        yield graph.record(node)

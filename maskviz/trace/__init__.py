@@ -169,26 +169,23 @@ def _output_names(model: Any, n: int) -> list[str]:
 
 
 def _topological(records: list[CallRecord]) -> list[CallRecord]:
-    """Orders records so that every producer precedes its consumers (stable)."""
-    ids = {r.id for r in records}
-    placed: set[str] = set()
-    ordered: list[CallRecord] = []
-    pending = list(records)
-    while pending:
-        progress = False
-        rest = []
-        for r in pending:
-            deps = {t.source for t in r.inputs if t.source in ids and t.source != r.id}
-            if r.parent in ids:
-                deps.add(r.parent)
-            if deps <= placed:
-                ordered.append(r)
-                placed.add(r.id)
-                progress = True
-            else:
-                rest.append(r)
-        pending = rest
-        if not progress:
-            ordered.extend(pending)
-            break
-    return ordered
+    """Orders records so that every producer precedes its consumers and every container
+    its inner calls; ties keep the order of the calls (a cycle keeps that order).
+
+    This is the order calls are listed in, not the data flow the rules query
+    (`maskviz.callgraph.CallGraph`, where what happens inside a container reaches
+    the container's output)."""
+    import networkx as nx
+
+    index = {r.id: i for i, r in enumerate(records)}
+    g = nx.DiGraph()
+    g.add_nodes_from(index)
+    for r in records:
+        deps = {t.source for t in r.inputs if t.source in index} | {r.parent}
+        g.add_edges_from((d, r.id) for d in deps if d in index and d != r.id)
+    try:
+        order = list(nx.lexicographical_topological_sort(g, key=index.__getitem__))
+    except nx.NetworkXUnfeasible:
+        return list(records)
+    by_id = {r.id: r for r in records}
+    return [by_id[n] for n in order]
