@@ -146,11 +146,7 @@ def padding_invariance(model: Any, probe: Any) -> tuple[Invariance, ...]:
                     sa, sb = starts_a[r_a], starts_b[r_b]
                     xa = xa[sa : sa + n_real]
                     yb = yb[sb : sb + n_real]
-                if xa.shape != yb.shape:
-                    return float("inf")
-                diff = np.abs(xa.astype("float64") - yb.astype("float64"))
-                if diff.size:
-                    worst = max(worst, float(np.nanmax(diff)))
+                worst = max(worst, _max_diff(xa, yb))
         return worst
 
     own = [lay[0] for lay in layout]
@@ -200,12 +196,16 @@ def _compare_row(
         xa, yb = x[r], y[0]
         if x.ndim >= 2 and x.shape[1] == time and y.ndim >= 2:
             xa = xa[start : start + n_real]
-        if xa.shape != yb.shape:
-            return float("inf")
-        diff = np.abs(xa.astype("float64") - yb.astype("float64"))
-        if diff.size:
-            worst = max(worst, float(np.nanmax(diff)))
+        worst = max(worst, _max_diff(xa, yb))
     return worst
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| (NaN ignored), infinite when the shapes differ."""
+    if a.shape != b.shape:
+        return float("inf")
+    diff = np.abs(a.astype("float64") - b.astype("float64"))
+    return float(np.nanmax(diff)) if diff.size else 0.0
 
 
 def content_sensitivity(model: Any, probe: Any) -> frozenset[tuple[int, int]] | None:
