@@ -6,6 +6,7 @@
 #   scripts/test_backends.sh              # every installed backend
 #   scripts/test_backends.sh jax torch    # only these
 #   PYTEST_ARGS="-x tests/test_trace.py" scripts/test_backends.sh
+#   PYTEST_ARGS='-m "not slow"' scripts/test_backends.sh jax torch   # the quick run
 #
 # Exit code: 0 when every backend's run passed.
 set -uo pipefail
@@ -17,12 +18,14 @@ if [[ ${#backends[@]} -eq 0 ]]; then
       && backends+=("$b")
   done
 fi
+# PYTEST_ARGS is split like a shell command line, quotes included.
+eval "extra=(${PYTEST_ARGS:-})"
 logs=$(mktemp -d)
 status=0
 for b in "${backends[@]}"; do
   echo "== KERAS_BACKEND=$b" >&2
   KERAS_BACKEND=$b TF_CPP_MIN_LOG_LEVEL=3 python -m pytest -q -p no:cacheprovider \
-    ${PYTEST_ARGS:-} > "$logs/$b.log" 2>&1 || status=1
+    "${extra[@]}" > "$logs/$b.log" 2>&1 || status=1
   tail -1 "$logs/$b.log" >&2
 done
 printf '\n| backend | passed | failed | errors | skipped | xfailed | time |\n|---|---|---|---|---|---|---|\n'
