@@ -186,3 +186,22 @@ def test_nan_inside_real_steps_is_refused():
     model = keras.Model(i, keras.layers.Dense(1)(i))
     with pytest.raises(maskviz.MaskvizError, match="NaN or infinite values in real steps"):
         maskviz.inspect(model, data=data)
+
+
+def test_an_explicit_mask_input_gets_the_same_extra_padding_as_its_data():
+    # Token ids and their padding mask share one time axis: the longer-padding run must
+    # lengthen both alike, or a model that checks them together refuses the run and the
+    # length invariance goes unmeasured.
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((None,), dtype="int32", name="token_ids")
+    pm = keras.Input((None,), dtype="int32", name="padding_mask")
+    x = keras.layers.Embedding(20, 8)(ids)
+    keep = keras.ops.cast(keras.ops.expand_dims(pm, 1), "bool")  # [B, 1, S] over keys
+    x = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)(x, x, attention_mask=keep)
+    model = keras.Model([ids, pm], keras.layers.Dense(2)(x))
+    tokens = _padded_tokens()["token_ids"]
+    data = {"token_ids": tokens, "padding_mask": (tokens != 0).astype("int32")}
+    inv = maskviz.inspect(model, data=data).to_dict()["oracle"]["invariances"]
+    assert "length" in inv["checked"], inv
+    assert not any(s["what"] == "length" for s in inv["skipped"]), inv["skipped"]
+    assert not inv["violations"], inv["violations"]

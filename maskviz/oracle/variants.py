@@ -23,6 +23,7 @@ class Seq:
     keep: np.ndarray  # (batch, time) bool
     pad: np.ndarray  # one padding step, shape value.shape[2:]
     open: bool  # the model leaves its time length open
+    group: str = ""  # inputs with one time axis (a mask input and what it marks)
 
     @property
     def time(self) -> int:
@@ -76,17 +77,18 @@ def sequences(model: Any, probe: Any) -> list[Seq]:
     built_only = not ki.model_input_tensors(model)
     # An explicit mask input marks the padding of every input on its time axis
     # (BERT's `segment_ids` are 0 on real steps too: 0 is not padding there).
-    marks = [
-        np.asarray(probe.keep[i.name], bool)
+    marks = {
+        i.name: np.asarray(probe.keep[i.name], bool)
         for i in probe.inputs
         if i.kind == "mask" and probe.keep.get(i.name) is not None
-    ]
+    }
     for inp in probe.inputs:
         keep = probe.keep.get(inp.name)
         v = np.asarray(probe.values[inp.name])
-        shaped = [m for m in marks if v.ndim >= 2 and m.shape == v.shape[:2]]
+        shaped = [n for n, m in marks.items() if v.ndim >= 2 and m.shape == v.shape[:2]]
+        group = inp.name if inp.name in marks else (inp.pairs_with or "")
         if len(shaped) == 1:
-            keep = shaped[0]
+            keep, group = marks[shaped[0]], group or shaped[0]
         if keep is None or v.ndim < 2 or tuple(keep.shape) != tuple(v.shape[:2]):
             continue
         keep = np.asarray(keep, bool)
@@ -99,7 +101,7 @@ def sequences(model: Any, probe: Any) -> list[Seq]:
         else:
             pad = np.zeros(v.shape[2:], dtype=v.dtype)
         open_time = len(inp.shape) >= 2 and (inp.shape[1] is None or built_only)
-        out.append(Seq(inp.name, keep, pad, open_time))
+        out.append(Seq(inp.name, keep, pad, open_time, group or inp.name))
     return out
 
 
@@ -141,8 +143,9 @@ def more_padding(probe: Any, seqs: list[Seq]) -> Variant | None:
     positions: list[dict[str, tuple[np.ndarray, np.ndarray]]] = [{} for _ in range(batch)]
     time = {}
     extras = []
-    for i, s in enumerate(seqs):
-        k = max(2, s.time // 2) + i
+    groups: dict[str, int] = {}  # one amount per time axis: a mask input and its data
+    for s in seqs:
+        k = groups.setdefault(s.group or s.name, max(2, s.time // 2) + len(groups))
         extras.append(k)
         v = values[s.name]
         new = np.broadcast_to(s.pad, (batch, s.time + k) + v.shape[2:]).astype(v.dtype).copy()
@@ -154,7 +157,7 @@ def more_padding(probe: Any, seqs: list[Seq]) -> Variant | None:
             positions[r][s.name] = (idx, idx + off)
         values[s.name] = new
         time[s.name] = s.time + k
-    what = f"{min(extras)} more padding steps" + (" (or more)" if len(extras) > 1 else "")
+    what = f"{min(extras)} more padding steps" + (" (or more)" if len(set(extras)) > 1 else "")
     return Variant("length", what, values, list(range(batch)), positions, time)
 
 
