@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import keras
 import pytest
 from models.render import build_conv_drop, build_nested, build_seq2seq, build_shared, build_video
 
@@ -121,8 +120,10 @@ def test_graph_holds_data_not_styling(graphs):
 def test_unseen_sources_are_listed_on_the_consumer(graphs):
     _, g = graphs("seq2seq")
     if "decoder/lstm_cell" not in g:
-        # torch runs the LSTM through a fused kernel: Keras never calls the cell.
-        pytest.skip(f"no cell call is made on the {keras.backend.backend()} backend")
+        # torch runs the LSTM through a fused kernel: Keras never calls the cell, so
+        # nothing inside the decoder is recorded (and none is invented).
+        assert not [n for n in g if str(n).startswith("decoder/")], list(g)
+        return
     cell = g.nodes["decoder/lstm_cell"]
     assert any(t["arg"] == "inputs" for t in cell["unsourced"])
 
