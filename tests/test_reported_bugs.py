@@ -106,7 +106,13 @@ def test_truth_is_measurable(name):
 def test_maskviz_agrees_with_truth(name, request):
     t = _truth(name)
     if "build" in t.checks:
-        pytest.skip(f"the model does not build on this Keras: {t.detail}")
+        # Keras itself refuses the model on masked input (the report's crash): there is
+        # no model to inspect, and the refusal is reproducible.
+        assert t.verdict == "crash", t
+        with pytest.raises(Exception), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rb.CASES[name].build()
+        return
     if name in XFAIL and XFAIL[name][1](t):
         request.node.add_marker(pytest.mark.xfail(strict=True, reason=XFAIL[name][0]))
     with warnings.catch_warnings():
